@@ -1,0 +1,57 @@
+# fer-sweep: every entry point a user needs. `make install` is the only set-up step and
+# every other target depends on it, so a fresh machine with just Python works.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BUDGET ?=
+JOBS   ?= 1
+ARGS   ?=
+DATA   ?=
+SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test lint format ui best bench clean help $(addprefix sweep-,$(SWEEPS))
+
+help:
+	@echo "make install            create .venv and install fer-sweep (editable) with its tools"
+	@echo "make test               lint (ruff) and run the test suite (pytest)"
+	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
+	@echo "make best               the top 3 finished trials beside the thesis's top 3"
+	@echo "make ui                 MLflow UI on the local store, http://127.0.0.1:5000"
+	@echo "make bench              the throughput benchmark"
+	@echo "sweeps: $(SWEEPS)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fer_sweep tests
+	$(VENV)/bin/ruff format --check fer_sweep tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format fer_sweep tests
+	$(VENV)/bin/ruff check --fix fer_sweep tests
+
+test: lint
+	$(PY) -m pytest $(ARGS)
+
+$(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
+	$(PY) -m fer_sweep sweep $* $(if $(BUDGET),--budget $(BUDGET)) --jobs $(JOBS) $(if $(DATA),--data $(DATA)) $(ARGS)
+
+best: $(STAMP)
+	$(PY) -m fer_sweep best --top 3 $(ARGS)
+
+ui: $(STAMP)
+	$(PY) -m fer_sweep ui $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m fer_sweep bench $(if $(DATA),--data $(DATA)) $(ARGS)
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,198 @@
+"""The validated training config: every knob of the thesis's Section 5.2, and the presets.
+
+One :class:`TrainConfig` describes one training run completely. It is what a sweep trial
+resolves to, what ``fer_sweep train --config`` reads, what MLflow logs as params, and what a
+run can be rebuilt from (``TrainConfig(**params)`` round-trips).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fer_sweep.errors import UserError
+
+
+class TrainConfig(BaseModel):
+    """One training run, in the thesis's words. Unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Architecture (Tables 5.1-5.3)
+    arch: Literal["A", "B", "C", "D", "E", "F"] = "C"
+    activation: Literal["relu", "elu"] = "elu"
+    bn_position: Literal["after", "before", "none"] = "after"
+    conv_dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    fc_dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    initializer: Literal["he_normal", "glorot_normal"] = "he_normal"
+    fc_l2: float = Field(0.0, ge=0.0)
+
+    # Optimizer
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    epsilon: float = Field(1e-8, gt=0.0)
+
+    # Learning-rate schedule
+    schedule: Literal["constant", "time_decay", "step", "reduce_on_plateau", "cosine"] = "step"
+    decay: float = Field(1e-3, ge=0.0)  # time_decay: lr0 / (1 + decay * iterations)
+    step_boundaries: tuple[float, ...] = (0.5, 0.75)  # step: where the rate drops
+    step_unit: Literal["fraction", "epoch"] = "fraction"  # ...as fractions of the run or epochs
+    step_factor: float = Field(0.1, gt=0.0, lt=1.0)  # step and reduce_on_plateau: lr *= factor
+    plateau_patience: int = Field(5, ge=1)
+    min_lr: float = Field(0.0, ge=0.0)  # floor for reduce_on_plateau and cosine
+
+    # Training loop
+    batch_size: int = Field(64, ge=1, le=4096)
+    epochs: int = Field(80, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    checkpoint_every: int = Field(5, ge=1)
+
+    # Data and augmentation (training split only)
+    subset: int = Field(0, ge=0)  # images per split, class proportions kept; 0 = all
+    rescale: bool = True  # x / 255
+    augment: bool = True
+    rotation: float = Field(10.0, ge=0.0, le=180.0)  # degrees, +-
+    zoom: float = Field(0.1, ge=0.0, lt=1.0)  # +-
+    hflip: bool = True
+    fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
+            raise ValueError("nesterov needs optimizer sgd with momentum > 0")
+        if self.schedule == "step":
+            b = self.step_boundaries
+            if not b:
+                raise ValueError("schedule step needs at least one step_boundaries value")
+            if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
+                raise ValueError("step_boundaries must be positive and strictly increasing")
+            if self.step_unit == "fraction" and b[-1] >= 1.0:
+                raise ValueError("step_boundaries as fractions must lie in (0, 1)")
+        return self
+
+    def step_epochs(self) -> list[int]:
+        """Epochs after which a step schedule drops the rate (a fraction f means f * epochs)."""
+        if self.step_unit == "epoch":
+            return [int(b) for b in self.step_boundaries]
+        return [max(1, round(f * self.epochs)) for f in self.step_boundaries]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return make_config({**self.model_dump(), **changes})
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params for MLflow (tuples as comma-joined lists)."""
+        out = {}
+        for k, v in self.model_dump().items():
+            out[k] = ",".join(str(x) for x in v) if isinstance(v, tuple | list) else str(v)
+        return out
+
+
+KNOWN_KEYS: tuple[str, ...] = tuple(TrainConfig.model_fields)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Tables 5.6 and 5.7: Type C, ELU, BN after the activation, He normal, Adam, augmentation.
+    "thesis-top1": dict(
+        conv_dropout=0.3, fc_dropout=0.3, batch_size=64, epochs=80,
+        optimizer="adam", lr=1e-3, schedule="step", step_boundaries=(0.5, 0.75),
+    ),
+    "thesis-top2": dict(
+        conv_dropout=0.25, fc_dropout=0.5, batch_size=64, epochs=80,
+        optimizer="adam", lr=1e-3, schedule="step", step_boundaries=(0.5, 0.75),
+    ),
+    "thesis-top3": dict(
+        conv_dropout=0.25, fc_dropout=0.5, batch_size=128, epochs=100,
+        optimizer="adam", lr=0.1, schedule="time_decay", decay=1e-3,
+    ),
+}  # fmt: skip
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}' (known keys: {', '.join(KNOWN_KEYS)})"
+    msg = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"invalid config: {msg}"
+    return f"config key '{key}': {msg} (got {first.get('input')!r})"
+
+
+def make_config(values: dict[str, Any], *, origin: str = "") -> TrainConfig:
+    """Validate ``values`` into a TrainConfig, or raise a one-line UserError."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        prefix = f"{origin}: " if origin else ""
+        raise UserError(prefix + _describe(err)) from None
+    except TypeError as err:  # non-string keys from a hand-written YAML mapping
+        raise UserError(f"{origin + ': ' if origin else ''}invalid config: {err}") from None
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML, so ``lr=1e-3`` is a float and ``hflip=no`` a bool."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected key=value")
+    if key not in KNOWN_KEYS:
+        raise UserError(f"--set {item!r}: unknown config key '{key}' (known keys: {', '.join(KNOWN_KEYS)})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"--set {item!r}: value is not valid YAML") from None
+    # YAML reads "1e-3" as a string (YAML 1.1 wants a dot); a float key still wants a number.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise UserError(f"{p}:{line} not valid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    *,
+    path: str | Path | None = None,
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **extra: Any,
+) -> TrainConfig:
+    """Defaults, then a preset, then a YAML file, then ``--set`` overrides, then ``extra``."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+        values.update(PRESETS[preset])
+    if path is not None:
+        file_values = read_yaml_mapping(path)
+        make_config({**values, **file_values}, origin=str(path))
+        values.update(file_values)
+    for item in overrides:
+        key, value = parse_override(item)
+        values[key] = value
+    values.update({k: v for k, v in extra.items() if v is not None})
+    return make_config(values)

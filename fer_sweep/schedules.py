@@ -1,0 +1,68 @@
+"""Learning-rate schedules of the thesis, as Keras schedules driven by optimizer iterations.
+
+Because every schedule is a function of ``optimizer.iterations``, a run resumed from a
+checkpoint (which restores the optimizer) continues its schedule exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from fer_sweep.config import TrainConfig
+
+
+def step_iteration_boundaries(config: TrainConfig, steps_per_epoch: int) -> list[int]:
+    """Iteration indices after which a step schedule drops the rate.
+
+    ``PiecewiseConstantDecay`` keeps value ``i`` while ``step <= boundary[i]``; the last
+    update of epoch ``e`` is iteration ``e * steps_per_epoch - 1``, so the drop "after epoch
+    e" sits exactly there.
+    """
+    return [e * steps_per_epoch - 1 for e in config.step_epochs()]
+
+
+def make_learning_rate(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's ``learning_rate`` for ``config.schedule``.
+
+    - ``constant`` and ``reduce_on_plateau``: a float (the plateau callback changes it).
+    - ``time_decay``: Keras-2 ``decay`` semantics, ``lr0 / (1 + decay * iterations)``.
+    - ``step``: ``lr0 * factor**k`` after the k-th boundary (epochs, or fractions of the run).
+    - ``cosine``: from ``lr0`` to ``min_lr`` over the whole run.
+    """
+    lr = config.lr
+    if config.schedule in ("constant", "reduce_on_plateau"):
+        return lr
+    if config.schedule == "time_decay":
+        return keras.optimizers.schedules.InverseTimeDecay(
+            initial_learning_rate=lr, decay_steps=1, decay_rate=config.decay
+        )
+    if config.schedule == "step":
+        bounds = step_iteration_boundaries(config, steps_per_epoch)
+        values = [lr * config.step_factor**k for k in range(len(bounds) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr,
+            decay_steps=max(1, config.epochs * steps_per_epoch),
+            alpha=min(1.0, config.min_lr / lr),
+        )
+    raise AssertionError(f"unhandled schedule {config.schedule}")
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = make_learning_rate(config, steps_per_epoch)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=lr, momentum=config.momentum, nesterov=config.nesterov
+        )
+    return keras.optimizers.Adam(
+        learning_rate=lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=config.epsilon
+    )
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The rate the next update will use, whatever kind of schedule drives it."""
+    lr = optimizer.learning_rate  # Keras 3 evaluates a schedule at optimizer.iterations here
+    return float(keras.ops.convert_to_numpy(lr))
