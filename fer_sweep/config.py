@@ -137,13 +137,15 @@ def make_config(values: dict[str, Any], *, origin: str = "") -> TrainConfig:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as YAML, so ``lr=1e-3`` is a float and ``hflip=no`` a bool."""
+    """``key=value``, the value read as YAML: ``lr=1e-3`` is a float, ``hflip=no`` a bool."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise UserError(f"--set {item!r}: expected key=value")
     if key not in KNOWN_KEYS:
-        raise UserError(f"--set {item!r}: unknown config key '{key}' (known keys: {', '.join(KNOWN_KEYS)})")
+        raise UserError(
+            f"--set {item!r}: unknown config key '{key}' (known keys: {', '.join(KNOWN_KEYS)})"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:

@@ -70,9 +70,9 @@ def build_model(config: TrainConfig) -> keras.Model:
     for b, channels in enumerate(arch.blocks, start=1):
         for c, filters in enumerate(channels, start=1):
             name = f"block{b}_conv{c}"
-            x = keras.layers.Conv2D(
-                filters, 3, padding="same", kernel_initializer=init, name=name
-            )(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=name)(
+                x
+            )
             x = _act_bn(x, activation=config.activation, bn_position=config.bn_position, name=name)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
         if config.conv_dropout > 0:

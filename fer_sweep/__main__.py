@@ -1,0 +1,3 @@
+from fer_sweep.cli import main
+
+main()

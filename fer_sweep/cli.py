@@ -1,0 +1,285 @@
+"""Command line: argument parsing and exit codes, nothing else.
+
+A :class:`~fer_sweep.errors.UserError` becomes one ``error: ...`` line on stderr and exit
+code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+# TensorFlow's C++ start-up chatter is noise to a user of this CLI; an explicit setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+import typer  # noqa: E402
+
+from fer_sweep.errors import UserError  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Optuna sweeps over the thesis's VGG-style FER-2013 networks, tracked in MLflow.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="The FER-2013 dataset: check and cache it.")
+app.add_typer(data_app, name="data")
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="fer2013.csv, fer2013.csv.gz or an image folder "
+        "(default: $FER2013_DATA, then data/fer2013.csv[.gz])",
+    ),
+]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then sqlite:///mlruns/mlflow.db)",
+    ),
+]
+
+
+@app.command()
+def models() -> None:
+    """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
+    from fer_sweep.config import load_config
+    from fer_sweep.models import ARCHITECTURES, build_model, trainable_parameters
+    from fer_sweep.thesis import PARAMETER_COUNTS, ROUNDED_COUNTS
+
+    print(
+        f"{'type':<5}{'weight layers':>14}{'trainable params':>18}{'thesis':>10}  conv blocks / FCs"
+    )
+    for name, arch in ARCHITECTURES.items():
+        count = trainable_parameters(build_model(load_config(arch=name)))
+        mark = "" if count == PARAMETER_COUNTS[name] else "  MISMATCH"
+        blocks = " ".join(str(list(b)) for b in arch.blocks)
+        print(
+            f"{name:<5}{arch.weight_layers:>14}{count:>18,}{ROUNDED_COUNTS[name]:>10}  "
+            f"{blocks} / {list(arch.hidden)}{mark}"
+        )
+
+
+@data_app.command("check")
+def data_check(data: DataOpt = None) -> None:
+    """Read (and cache) the dataset; print rows and class counts per split."""
+    from fer_sweep.data import check_report, load_dataset
+
+    print(check_report(load_dataset(data)))
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of config keys")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value override (repeatable)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the number of epochs")] = None,
+    subset: Annotated[int | None, typer.Option(help="images per split (stratified)")] = None,
+    data: DataOpt = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "fer-sweep-train",
+    resume: Annotated[
+        str | None, typer.Option(help="MLflow run id of an interrupted run to continue")
+    ] = None,
+    tracking_uri: TrackingOpt = None,
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+) -> None:
+    """Train one model as Section 5.2 describes, tracked as one MLflow run."""
+    from fer_sweep.config import load_config
+    from fer_sweep.data import load_dataset
+    from fer_sweep.run import tracked_train, workdir_for
+    from fer_sweep.tracking import config_from_run, connect, start_run
+
+    client = connect(tracking_uri)
+    if resume:
+        try:
+            run = client.get_run(resume)
+        except Exception:  # noqa: BLE001 - MLflow raises its own types for a bad id
+            raise UserError(f"--resume {resume}: no such MLflow run") from None
+        cfg = config_from_run(client, resume)
+        run_id = run.info.run_id
+        client.update_run_info(run_id, "RUNNING", run.info.end_time or 0, run.info.run_name)
+    else:
+        cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
+                          subset=subset)  # fmt: skip
+    dataset = load_dataset(data)
+    if not resume:
+        run_id = start_run(client, experiment, cfg, run_name=preset or (config and config.stem))
+    print(f"MLflow run {run_id} ({client.tracking_uri})", file=sys.stderr)
+    result = tracked_train(cfg, dataset, client=client, run_id=run_id,
+                           workdir=workdir_for(f"train/{run_id}"), progress=progress)  # fmt: skip
+    print(
+        f"epochs {result.epochs_trained}  best PublicTest {result.best_val_accuracy:.4f} "
+        f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
+        f"at best epoch {result.test_best.accuracy:.4f}  run {run_id}"
+    )
+
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Optuna storage URL (default: $FER_SWEEP_STORAGE, then sqlite:///mlruns/optuna.db)",
+    ),
+]
+
+
+@app.command()
+def sweep(
+    name: Annotated[str, typer.Argument(help="a file in sweeps/ (name without .yaml) or a path")],
+    budget: Annotated[
+        str | None, typer.Option(help="smoke | quick | thesis | a file's own")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="trials at once on this machine")] = 1,
+    n_trials: Annotated[
+        int | None, typer.Option(min=1, help="override the file's n_trials")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop starting trials after SECONDS")
+    ] = None,
+    data: DataOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    live: Annotated[bool, typer.Option(help="live view of the study in the terminal")] = True,
+) -> None:
+    """Run (or resume) the study of a sweep file: finished trials are kept, missing ones run."""
+    from fer_sweep.data import load_dataset, resolve_data_path
+    from fer_sweep.space import load_sweep
+    from fer_sweep.sweep import run_sweep
+
+    spec = load_sweep(name)
+    data_path = resolve_data_path(data)
+    load_dataset(data_path)  # parse and cache once here, before workers race to do it
+    run_sweep(
+        spec,
+        budget=budget,
+        jobs=jobs,
+        n_trials=n_trials,
+        timeout=timeout,
+        data=str(data_path),
+        storage=storage,
+        tracking_uri=tracking_uri,
+        live=live,
+    )
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option(help="name of an existing study")],
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    data: DataOpt = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for this worker")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="leave after this many trials")] = None,
+) -> None:
+    """Join a running study (from any machine that reaches its storage) and run its trials."""
+    from fer_sweep.study import set_threads
+
+    set_threads(threads)
+    import threading
+
+    from fer_sweep.study import Worker, graceful_interrupt
+
+    stop = threading.Event()
+    w = Worker(study, storage=storage, tracking_uri=tracking_uri, data=data, stop_event=stop,
+               max_trials=max_trials)  # fmt: skip
+    with graceful_interrupt(stop):
+        ran = w.run()
+    print(f"worker ran {ran} trial(s) of '{study}'")
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Create studies for workers to join.")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("create")
+def study_create(
+    name: Annotated[str, typer.Argument(help="a file in sweeps/ (name without .yaml) or a path")],
+    budget: Annotated[
+        str | None, typer.Option(help="smoke | quick | thesis | a file's own")
+    ] = None,
+    n_trials: Annotated[
+        int | None, typer.Option(min=1, help="override the file's n_trials")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop starting trials after SECONDS")
+    ] = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Create (or update) a study and its MLflow parent run without running any trial."""
+    from fer_sweep.space import load_sweep
+    from fer_sweep.study import create_or_resume, parent_run
+    from fer_sweep.tracking import connect
+
+    client = connect(tracking_uri)
+    study = create_or_resume(load_sweep(name), budget=budget, storage=storage,
+                             n_trials=n_trials, timeout=timeout)  # fmt: skip
+    parent_run(study, client)
+    print(study.study_name)
+
+
+@app.command()
+def best(
+    top: Annotated[int, typer.Option(min=1, help="how many trials")] = 3,
+    study: Annotated[str | None, typer.Option(help="one study (default: all)")] = None,
+    format: Annotated[str, typer.Option(help="table | markdown | csv | json")] = "table",
+    storage: StorageOpt = None,
+) -> None:
+    """Rank finished trials by PublicTest accuracy, beside the thesis's top 3."""
+    from fer_sweep.ranking import rank_trials, render
+    from fer_sweep.study import open_storage
+
+    if format not in ("table", "markdown", "csv", "json"):
+        raise UserError(f"--format {format}: unknown format (known: table, markdown, csv, json)")
+    print(render(rank_trials(open_storage(storage), study=study, top=top), format))
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Open the MLflow UI on the local store (127.0.0.1)."""
+    import subprocess
+
+    from fer_sweep.tracking import connect, store_dir
+    from fer_sweep.tracking import tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    connect(uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", uri]  # fmt: skip
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", (store_dir() / "artifacts").as_uri()]
+    print(f"MLflow UI on http://127.0.0.1:{port} ({uri}); Ctrl-C stops it", file=sys.stderr)
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

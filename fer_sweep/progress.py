@@ -1,0 +1,139 @@
+"""Terminal progress: a bar per epoch with its ETA, as a Keras callback."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import keras
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One bar for the run (epochs) and one for the current epoch (batches), both with ETA."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, *, console: Console | None = None):
+        super().__init__()
+        self.epochs = epochs
+        self.steps = steps_per_epoch
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=console,
+            transient=False,
+        )
+        self._run = None
+        self._epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.progress.start()
+        self._run = self.progress.add_task("run", total=self.epochs, metrics="")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.progress.update(self._run, completed=epoch)
+        if self._epoch is not None:
+            self.progress.remove_task(self._epoch)
+        self._epoch = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, metrics="")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.update(self._epoch, completed=batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = " ".join(
+            f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if k in logs
+        )  # fmt: skip
+        self.progress.update(self._run, completed=epoch + 1, metrics=shown)
+
+    def on_train_end(self, logs=None):
+        self.progress.stop()
+
+
+class StudyView:
+    """Live terminal view of a study: trial states, the best so far, the running trials' epochs
+    and an ETA for the rest of the sweep, refreshed from the study's storage."""
+
+    def __init__(self, study, *, n_trials: int, epochs: int, jobs: int, console=None) -> None:
+        from rich.live import Live
+
+        self.study = study
+        self.n_trials = n_trials
+        self.epochs = epochs
+        self.jobs = jobs
+        self.started = time.time()
+        self.live = Live(self.render(), console=console, refresh_per_second=1, transient=False)
+
+    def render(self):
+        from optuna.trial import TrialState
+        from rich.table import Table
+
+        trials = self.study.get_trials(deepcopy=False)
+        count = {s: sum(t.state == s for t in trials) for s in TrialState}
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                     TrialState.FAIL)]  # fmt: skip
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        table = Table(title=f"study {self.study.study_name}", show_header=False, box=None)
+        table.add_row(
+            "trials",
+            f"{count[TrialState.COMPLETE]} done, {count[TrialState.RUNNING]} running, "
+            f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed, "
+            f"{count[TrialState.WAITING]} queued (target {self.n_trials})",
+        )
+        if complete:
+            b = max(complete, key=lambda t: t.value)
+            shown = " ".join(f"{k}={v}" for k, v in b.params.items())
+            table.add_row("best", f"trial {b.number}: PublicTest {b.value:.4f}  {shown}")
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                done = len(t.intermediate_values)
+                last = t.intermediate_values.get(done, float("nan")) if done else float("nan")
+                table.add_row(
+                    f"trial {t.number}", f"epoch {done}/{self.epochs}  PublicTest {last:.4f}"
+                )
+        durations = [
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in finished
+            if t.datetime_complete and t.datetime_start
+        ]
+        remaining = max(0, self.n_trials - len(finished))
+        if durations and remaining:
+            eta = remaining * (sum(durations) / len(durations)) / self.jobs
+            table.add_row("ETA", f"{eta / 60:.1f} min for {remaining} more trial(s)")
+        table.add_row("elapsed", f"{(time.time() - self.started) / 60:.1f} min")
+        return table
+
+    def __enter__(self):
+        self.live.start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(2.0):
+            try:
+                self.live.update(self.render())
+            except Exception:  # noqa: BLE001 - a busy storage just skips one refresh
+                pass
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.live.update(self.render())
+        finally:
+            self.live.stop()
