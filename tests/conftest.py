@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated data cache, the real FER-2013 (when present) and small CSVs."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from fer_sweep.data import SPLITS, write_synthetic_csv
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_SLICE_ROWS = 300
+
+
+def _real_data_file() -> Path | None:
+    """$FER2013_DATA, else ../shared/data/fer2013.csv.gz beside the repo; None if absent."""
+    env = os.environ.get("FER2013_DATA", "")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "fer2013.csv.gz"
+    return path if path.exists() else None
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own data cache, so none reads or writes ~/.cache/fer-sweep."""
+    monkeypatch.setenv("FER_SWEEP_CACHE", str(tmp_path_factory.mktemp("fer-sweep-cache")))
+
+
+@pytest.fixture(scope="session")
+def real_data_path() -> Path:
+    """The real FER-2013 file; the test is skipped without it."""
+    path = _real_data_file()
+    if path is None:
+        pytest.skip("real FER-2013 not found (set FER2013_DATA or add ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_slice_csv(real_data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain CSV with the first 300 rows of each split of the real data."""
+    kept = dict.fromkeys(SPLITS, 0)
+    out = tmp_path_factory.mktemp("real-slice") / "fer2013-slice.csv"
+    opener = gzip.open if real_data_path.name.endswith(".gz") else open
+    with opener(real_data_path, "rt", encoding="utf-8") as src, out.open("w") as dst:
+        dst.write(next(src))
+        for line in src:
+            usage = line.rstrip("\r\n").rsplit(",", 1)[-1]
+            if kept.get(usage, REAL_SLICE_ROWS) < REAL_SLICE_ROWS:
+                kept[usage] += 1
+                dst.write(line)
+            # Rows are ordered Training, PublicTest, PrivateTest: stop once the last is full.
+            if kept["PrivateTest"] == REAL_SLICE_ROWS:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic FER-2013-schema CSV (70 rows per split, all classes)."""
+    return write_synthetic_csv(tmp_path_factory.mktemp("synthetic") / "synthetic.csv")
+
+
+@pytest.fixture(scope="session")
+def fer_csv(request: pytest.FixtureRequest, synthetic_csv: Path) -> Path:
+    """The real 300-per-split slice when the real data exists, else the synthetic CSV."""
+    if _real_data_file() is not None:
+        return request.getfixturevalue("real_slice_csv")
+    return synthetic_csv
