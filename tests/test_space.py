@@ -1,0 +1,533 @@
+"""Sweep files: the shipped ones load and reproduce the thesis's arms; wrong ones fail early.
+
+No training here: everything runs through Optuna's in-memory storage and FixedTrial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from fer_sweep import space
+from fer_sweep.config import PRESETS, TrainConfig, make_config
+from fer_sweep.errors import UserError
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SHIPPED_GRIDS = {
+    "augmentation": 3,
+    "dropout": 6,
+    "momentum": 4,
+    "bn_position": 4,
+    "architecture": 12,
+    "lr_decay": 4,
+    "optimizer": 4,
+    "thesis_top3": None,
+    "joint": None,
+}
+THESIS = space.BUILTIN_BUDGETS["thesis"]
+
+
+def grid_configs(spec: space.SweepSpec) -> list[TrainConfig]:
+    """Every grid point of ``spec`` as a validated config at the thesis budget."""
+    grid = {n: p.grid_values() for n, p in spec.params.items() if p.type != "fixed"}
+    configs = []
+    for values in itertools.product(*grid.values()):
+        sampled = space.suggest(spec, optuna.trial.FixedTrial(dict(zip(grid, values, strict=True))))
+        configs.append(make_config(space.trial_config_values(spec, sampled, THESIS)))
+    return configs
+
+
+def write_sweep(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- shipped sweeps
+
+
+def test_the_shipped_sweeps_are_all_there() -> None:
+    assert space.list_sweeps() == sorted(SHIPPED_GRIDS)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_GRIDS))
+def test_shipped_sweep_loads_with_description_grid_and_budget(name: str) -> None:
+    spec = space.load_sweep(name)
+    assert spec.name == name
+    assert spec.path == space.sweeps_dir() / f"{name}.yaml"
+    assert "5.3" in spec.description
+    assert spec.grid_size() == SHIPPED_GRIDS[name]
+    if spec.grid_size() is not None:
+        assert spec.n_trials == spec.grid_size()
+    assert spec.objective_at == "best"
+    assert spec.default_budget in spec.budgets
+    make_config(spec.budget(None).apply(spec.base))
+
+
+@pytest.mark.parametrize("name", [n for n, g in SHIPPED_GRIDS.items() if g])
+def test_every_grid_point_of_an_arm_file_is_a_distinct_valid_config(name: str) -> None:
+    configs = grid_configs(space.load_sweep(name))
+    assert len({c.model_dump_json() for c in configs}) == SHIPPED_GRIDS[name]
+
+
+def test_augmentation_arms() -> None:
+    configs = grid_configs(space.load_sweep("augmentation"))
+    assert {(c.augment, c.rescale) for c in configs} == {(True, True), (True, False), (False, True)}
+    for c in configs:
+        assert (c.arch, c.activation, c.bn_position, c.batch_size) == ("C", "relu", "after", 128)
+        assert (c.optimizer, c.lr, c.momentum, c.nesterov) == ("sgd", 0.1, 0.9, True)
+        assert (c.schedule, c.decay, c.epochs) == ("time_decay", 0.001, 100)
+
+
+def test_dropout_arms_are_table_5_5_plus_off_on_the_5_3_7_base() -> None:
+    configs = grid_configs(space.load_sweep("dropout"))
+    rates = {(c.conv_dropout, c.fc_dropout) for c in configs}
+    assert rates == {(0.25, 0.5), (0.3, 0.3), (0.5, 0.5), (0.8, 0.8), (0.0, 0.8), (0.0, 0.0)}
+    for c in configs:
+        assert (c.activation, c.bn_position, c.initializer) == ("elu", "after", "he_normal")
+        assert (c.optimizer, c.lr, c.batch_size, c.epochs) == ("adam", 1e-3, 64, 80)
+        assert c.schedule == "step" and c.step_epochs() == [40, 60] and c.step_factor == 0.1
+
+
+def test_momentum_arms() -> None:
+    configs = grid_configs(space.load_sweep("momentum"))
+    assert {(c.momentum, c.nesterov) for c in configs} == {
+        (0.0, False),
+        (0.9, True),
+        (0.95, True),
+        (0.99, True),
+    }
+    assert {(c.optimizer, c.lr, c.schedule, c.batch_size) for c in configs} == {
+        ("sgd", 0.1, "time_decay", 128)
+    }
+
+
+def test_bn_position_arms() -> None:
+    configs = grid_configs(space.load_sweep("bn_position"))
+    assert {(c.arch, c.activation, c.bn_position) for c in configs} == {
+        ("A", "relu", "after"),
+        ("A", "relu", "before"),
+        ("C", "elu", "after"),
+        ("C", "elu", "before"),
+    }
+
+
+def test_architecture_arms() -> None:
+    configs = grid_configs(space.load_sweep("architecture"))
+    assert {(c.arch, c.fc_l2) for c in configs} == set(itertools.product("ABCDEF", (0.0, 0.01)))
+    assert {(c.activation, c.bn_position, c.optimizer) for c in configs} == {
+        ("relu", "after", "sgd")
+    }
+
+
+def test_lr_decay_arms() -> None:
+    configs = grid_configs(space.load_sweep("lr_decay"))
+    arms = {(c.optimizer, c.lr, c.nesterov, c.schedule) for c in configs}
+    assert arms == {
+        ("sgd", 0.1, True, "time_decay"),
+        ("sgd", 0.1, True, "step"),
+        ("adam", 1e-3, False, "time_decay"),
+        ("adam", 1e-3, False, "step"),
+    }
+    assert {(c.decay, c.step_epochs()[0]) for c in configs} == {(0.001, 40)}
+
+
+def test_optimizer_arms() -> None:
+    configs = grid_configs(space.load_sweep("optimizer"))
+    assert {(c.optimizer, c.momentum, c.nesterov) for c in configs} == {
+        ("sgd", 0.0, False),
+        ("sgd", 0.9, False),
+        ("sgd", 0.9, True),
+        ("adam", 0.0, False),
+    }
+    assert {c.lr for c in configs if c.optimizer == "adam"} == {1e-3}
+
+
+def test_a_grid_study_runs_every_arm_once_and_stops() -> None:
+    spec = space.load_sweep("dropout")
+    study = optuna.create_study(direction="maximize", sampler=space.make_sampler(spec))
+    seen = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append(
+            make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
+        )
+        return 0.0
+
+    study.optimize(objective, n_trials=50)
+    assert len(seen) == 6
+    assert len({(c.conv_dropout, c.fc_dropout) for c in seen}) == 6
+
+
+def test_thesis_top3_trials_equal_the_presets() -> None:
+    spec = space.load_sweep("thesis_top3")
+    assert spec.n_trials == 3 and len(spec.trials) == 3
+    for preset, trial in zip(
+        ("thesis-top1", "thesis-top2", "thesis-top3"), spec.trials, strict=True
+    ):
+        values = space.trial_config_values(spec, space.expand(spec, trial), THESIS)
+        assert make_config(values) == make_config(PRESETS[preset])
+
+
+def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
+    spec = space.load_sweep("thesis_top3")
+    study = optuna.create_study(direction="maximize", sampler=space.make_sampler(spec))
+    for trial in spec.trials:
+        study.enqueue_trial(trial)
+    seen: list[TrainConfig] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append(
+            make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
+        )
+        return 0.0
+
+    study.optimize(objective, n_trials=spec.n_trials)
+    assert seen == [make_config(PRESETS[f"thesis-top{i}"]) for i in (1, 2, 3)]
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
+    spec = space.load_sweep("joint")
+    common = dict(
+        arch="C", activation="elu", bn_position="after", conv_dropout=0.3, fc_dropout=0.3,
+        initializer="he_normal", batch_size=64, fc_l2=0.0, augment=True,
+    )  # fmt: skip
+    # FixedTrial raises on any parameter it was not given, so these prove the skips.
+    adam = space.suggest(
+        spec,
+        optuna.trial.FixedTrial(
+            {**common, "optimizer": "adam", "adam_lr": 1e-3, "schedule": "step"}
+        ),
+    )
+    assert adam["lr"] == 1e-3 and "momentum" not in adam and "decay" not in adam
+    sgd = space.suggest(
+        spec,
+        optuna.trial.FixedTrial(
+            {**common, "optimizer": "sgd", "momentum": 0.95, "nesterov": True, "sgd_lr": 0.05,
+             "schedule": "time_decay", "decay": 0.002}
+        ),
+    )  # fmt: skip
+    assert (sgd["lr"], sgd["momentum"], sgd["nesterov"], sgd["decay"]) == (0.05, 0.95, True, 0.002)
+    make_config(space.trial_config_values(spec, sgd, THESIS))
+
+
+def test_suggest_in_a_real_study_respects_conditions() -> None:
+    spec = space.load_sweep("joint")
+    study = optuna.create_study(
+        direction="maximize", sampler=space.make_sampler(spec), pruner=space.make_pruner(spec)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        config = make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
+        return config.conv_dropout + config.fc_dropout
+
+    study.optimize(objective, n_trials=25)
+    optimizers = set()
+    for trial in study.trials:
+        p = trial.params
+        optimizers.add(p["optimizer"])
+        sgd_only = {"momentum", "nesterov", "sgd_lr"}
+        if p["optimizer"] == "sgd":
+            assert sgd_only <= p.keys() and "adam_lr" not in p
+        else:
+            assert not sgd_only & p.keys() and "adam_lr" in p
+        assert ("decay" in p) == (p["schedule"] == "time_decay")
+    assert optimizers == {"sgd", "adam"}
+
+
+def test_expand_rebuilds_config_values_from_recorded_params() -> None:
+    spec = space.load_sweep("bn_position")
+    values = space.expand(spec, {"model": "Type A + ReLU", "bn_position": "before"})
+    assert values == {"arch": "A", "activation": "relu", "bn_position": "before"}
+    with pytest.raises(UserError, match=r"bn_position\.yaml: space\.bn_position"):
+        space.expand(spec, {"model": "Type A + ReLU"})
+
+
+def test_float_steps_come_back_rounded() -> None:
+    spec = space.load_sweep("joint")
+    assert spec.params["conv_dropout"].config_values(0.15000000000000002) == {"conv_dropout": 0.15}
+
+
+def test_distributions_cover_the_sampled_parameters() -> None:
+    spec = space.load_sweep("joint")
+    dists = space.distributions(spec)
+    assert list(dists) == list(spec.params)
+    assert dists["adam_lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    assert dists["conv_dropout"].step == 0.05
+    labels = space.distributions(space.load_sweep("dropout"))["dropout"].choices
+    assert "0.3 all" in labels
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+def test_budgets_apply() -> None:
+    values = {"epochs": 80, "lr": 0.1}
+    assert space.BUILTIN_BUDGETS["smoke"].apply(values) == {"epochs": 2, "lr": 0.1, "subset": 300}
+    assert space.BUILTIN_BUDGETS["quick"].apply(values) == {"epochs": 10, "lr": 0.1, "subset": 0}
+    assert THESIS.apply(values) == {"epochs": 80, "lr": 0.1, "subset": 0}
+    assert values == {"epochs": 80, "lr": 0.1}
+
+
+def test_budgets_scale_fraction_schedules_and_keep_thesis_epochs() -> None:
+    spec = space.load_sweep("dropout")
+    sampled = space.expand(spec, {"dropout": "0.3 all"})
+    quick = make_config(space.trial_config_values(spec, sampled, spec.budget("quick")))
+    assert (quick.epochs, quick.step_epochs()) == (10, [5, 8])
+    full = make_config(space.trial_config_values(spec, sampled, spec.budget("thesis")))
+    assert (full.epochs, full.subset) == (80, 0)
+    assert space.load_sweep("momentum").budget("thesis").apply({"epochs": 100})["epochs"] == 100
+
+
+def test_file_budgets_and_the_default() -> None:
+    spec = space.load_sweep("architecture")
+    assert spec.budget(None) == spec.budget("slice") == space.Budget(subset=7000, epochs=15)
+    assert set(space.BUILTIN_BUDGETS) < set(spec.budgets)
+    with pytest.raises(UserError) as err:
+        spec.budget("weekend")
+    assert "architecture.yaml" in str(err.value) and "slice" in str(err.value)
+
+
+# --------------------------------------------------------------------------- wrong files
+
+GOOD_SPACE = """
+space:
+  optimizer: {type: categorical, choices: [sgd, adam]}
+  lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+"""
+
+WRONG = {
+    "unknown top-level key": ("spce: {}\n" + GOOD_SPACE, "spce: unknown top-level key"),
+    "unknown param option": (
+        "space:\n  lr: {type: float, low: 0.001, high: 0.1, lg: true}\n",
+        "space.lr.lg: unknown option",
+    ),
+    "param not a config key": (
+        "space:\n  learning_rate: {type: float, low: 0.001, high: 0.1}\n",
+        "space.learning_rate: not a TrainConfig key",
+    ),
+    "low above high": (
+        "space:\n  lr: {type: float, low: 0.1, high: 0.001}\n",
+        "space.lr.low: low 0.1 is not below high 0.001",
+    ),
+    "log range through 0": (
+        "space:\n  lr: {type: float, low: 0.0, high: 0.1, log: true}\n",
+        "space.lr.low: a log range must be positive",
+    ),
+    "step that does not fit": (
+        "space:\n  conv_dropout: {type: float, low: 0.0, high: 0.5, step: 0.3}\n",
+        "space.conv_dropout.step: step 0.3 does not divide",
+    ),
+    "value outside the config field": (
+        "space:\n  conv_dropout: {type: float, low: 0.0, high: 1.0}\n",
+        "space.conv_dropout.high: 1.0 is not a valid conv_dropout",
+    ),
+    "condition on a missing parameter": (
+        GOOD_SPACE + "  momentum: {type: float, low: 0.8, high: 0.99, when: {optimiser: sgd}}\n",
+        "space.momentum.when.optimiser: no such parameter",
+    ),
+    "condition on an impossible value": (
+        GOOD_SPACE
+        + "  momentum: {type: float, low: 0.8, high: 0.99, when: {optimizer: rmsprop}}\n",
+        "space.momentum.when.optimizer: optimizer can never be 'rmsprop'",
+    ),
+    "combination that is not a valid config": (
+        GOOD_SPACE + "  nesterov: {type: categorical, choices: [true, false]}\n",
+        "space: the combination",
+    ),
+    "two parameters set one key": (
+        GOOD_SPACE + "  lr2: {type: float, low: 0.01, high: 0.1, key: lr}\n",
+        "space.lr2: sets lr, which space.lr also sets",
+    ),
+    "arm with an unknown key": (
+        "space:\n  dropout:\n    type: categorical\n    choices:\n      low: {conv_dropot: 0.1}\n",
+        "space.dropout.choices.low.conv_dropot: not a TrainConfig key",
+    ),
+    "unknown sampler": (GOOD_SPACE + "sampler: {type: bayes}\n", "sampler.type: unknown sampler"),
+    "unknown sampler option": (
+        GOOD_SPACE + "sampler: {type: tpe, multivariat: true}\n",
+        "sampler.multivariat: unknown option for a tpe sampler",
+    ),
+    "unknown pruner": (GOOD_SPACE + "pruner: {type: asha}\n", "pruner.type: unknown pruner"),
+    "patient pruner without patience": (
+        GOOD_SPACE + "pruner: {type: patient, wrapped: median}\n",
+        "pruner.patience: missing",
+    ),
+    "grid with a continuous param": (
+        GOOD_SPACE + "sampler: {type: grid}\n",
+        "space.lr: a grid needs finite values",
+    ),
+    "grid with a conditional param": (
+        "space:\n  optimizer: {type: categorical, choices: [sgd, adam]}\n"
+        "  momentum: {type: categorical, choices: [0.9, 0.95], when: {optimizer: sgd}}\n"
+        "sampler: grid\n",
+        "space.momentum.when: the grid sampler cannot run conditional parameters",
+    ),
+    "bad base value": ("base: {lr: -1}\n" + GOOD_SPACE, "base.lr: -1 is not a valid lr"),
+    "inconsistent base": (
+        "base: {nesterov: true}\n" + GOOD_SPACE,
+        "base: invalid config: nesterov needs optimizer sgd",
+    ),
+    "subset outside a budget": ("base: {subset: 500}\n" + GOOD_SPACE, "base.subset: subset is set"),
+    "n_trials below 1": (GOOD_SPACE + "n_trials: 0\n", "n_trials: 0 is not an integer >= 1"),
+    "bad timeout": (GOOD_SPACE + "timeout: soon\n", "timeout: 'soon' is not a duration"),
+    "objective on PrivateTest": (
+        GOOD_SPACE + "objective: {metric: test_accuracy}\n",
+        "objective.metric: 'test_accuracy' cannot be optimised",
+    ),
+    "unknown budget key": (
+        GOOD_SPACE + "budgets: {tiny: {subset: 100, epoch: 1}}\n",
+        "budgets.tiny.epoch: unknown budget key",
+    ),
+    "default budget not defined": (
+        GOOD_SPACE + "default_budget: weekend\n",
+        "default_budget: 'weekend' is not a budget",
+    ),
+    "trial outside the space": (
+        GOOD_SPACE + "trials: [{optimizer: rmsprop, lr: 0.01}]\n",
+        "trials[0].optimizer: 'rmsprop' is outside the space",
+    ),
+    "duplicate key": (GOOD_SPACE + "  lr: {type: fixed, value: 0.1}\n", "duplicate key 'lr'"),
+    "not YAML": ("space: {lr: [1, 2\n", "not valid YAML"),
+    "not a mapping": ("- just\n- a list\n", "expected a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG))
+def test_a_wrong_file_fails_with_one_line_naming_file_and_key(tmp_path: Path, case: str) -> None:
+    text, expected = WRONG[case]
+    path = write_sweep(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        space.load_sweep(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:"), message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_a_missing_file_or_name_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(UserError, match="nowhere.yaml: no such file"):
+        space.load_sweep(missing)
+    with pytest.raises(UserError, match="no such sweep 'nosuch'; known sweeps: .*joint"):
+        space.load_sweep("nosuch")
+
+
+def test_the_good_space_loads_with_defaults(tmp_path: Path) -> None:
+    spec = space.load_sweep(write_sweep(tmp_path, GOOD_SPACE, "good.yaml"))
+    assert spec.name == "good" and spec.description == ""
+    assert spec.sampler == {"type": "tpe", "seed": 0} and spec.pruner == {"type": "none"}
+    assert (spec.n_trials, spec.timeout, spec.default_budget) == (None, None, "quick")
+    assert spec.trials == () and spec.base == {}
+
+
+def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
+    text = GOOD_SPACE.replace("1.0e-4", "1e-4") + "timeout: 1h30m\n"
+    spec = space.load_sweep(write_sweep(tmp_path, text, "t.yaml"))
+    assert spec.timeout == 5400.0
+    assert spec.params["lr"].low == 1e-4
+    assert (
+        space.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "timeout: 90\n", "u.yaml")).timeout
+        == 90
+    )
+
+
+def test_sweeps_dir_honours_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_sweep(tmp_path, GOOD_SPACE, "mine.yaml")
+    monkeypatch.setenv("FER_SWEEP_SWEEPS_DIR", str(tmp_path))
+    assert space.sweeps_dir() == tmp_path
+    assert space.list_sweeps() == ["mine"]
+    assert space.load_sweep("mine").path == tmp_path / "mine.yaml"
+
+
+# --------------------------------------------------------------------------- samplers, pruners
+
+SAMPLERS = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+}
+FINITE_SPACE = """
+space:
+  optimizer: {type: categorical, choices: [sgd, adam]}
+  conv_dropout: {type: float, low: 0.0, high: 0.5, step: 0.25}
+  batch_size: {type: int, low: 32, high: 128, step: 32}
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLERS))
+def test_make_sampler_builds_each_type_and_it_samples(tmp_path: Path, kind: str) -> None:
+    spec = space.load_sweep(write_sweep(tmp_path, FINITE_SPACE + f"sampler: {kind}\n", "s.yaml"))
+    sampler = space.make_sampler(spec)
+    assert type(sampler) is SAMPLERS[kind]
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: space.suggest(spec, t)["conv_dropout"], n_trials=4)
+    assert len(study.trials) == 4
+    assert spec.grid_size() == (3 * 4 * 2 if kind == "grid" else None)
+
+
+def test_make_sampler_seed_override(tmp_path: Path) -> None:
+    spec = space.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "sampler: random\n", "s.yaml"))
+
+    def first_lr(seed: int | None) -> Any:
+        study = optuna.create_study(sampler=space.make_sampler(spec, seed=seed))
+        study.optimize(lambda t: space.suggest(spec, t)["lr"], n_trials=1)
+        return study.trials[0].params["lr"]
+
+    assert first_lr(None) == first_lr(0) != first_lr(1)
+
+
+PRUNERS = {
+    "none": (optuna.pruners.NopPruner, ""),
+    "median": (optuna.pruners.MedianPruner, ", n_warmup_steps: 3"),
+    "hyperband": (optuna.pruners.HyperbandPruner, ", max_resource: auto, reduction_factor: 3"),
+    "patient": (optuna.pruners.PatientPruner, ", patience: 2, wrapped: {type: median}"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PRUNERS))
+def test_make_pruner_builds_each_type(tmp_path: Path, kind: str) -> None:
+    cls, options = PRUNERS[kind]
+    text = GOOD_SPACE + f"pruner: {{type: {kind}{options}}}\n"
+    pruner = space.make_pruner(space.load_sweep(write_sweep(tmp_path, text, "p.yaml")))
+    assert type(pruner) is cls
+
+
+def test_patient_pruner_wraps_median(tmp_path: Path) -> None:
+    text = GOOD_SPACE + "pruner: {type: patient, patience: 3, min_delta: 0.01, wrapped: median}\n"
+    spec = space.load_sweep(write_sweep(tmp_path, text, "p.yaml"))
+    assert spec.pruner == {
+        "type": "patient",
+        "patience": 3,
+        "min_delta": 0.01,
+        "wrapped": {"type": "median"},
+    }
+    pruner = space.make_pruner(spec)
+    assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
+    assert pruner._patience == 3
+
+
+def test_tpe_group_without_multivariate_is_refused(tmp_path: Path) -> None:
+    text = GOOD_SPACE + "sampler: {type: tpe, multivariate: false, group: true}\n"
+    with pytest.raises(UserError, match=r"sampler\.group: group needs the multivariate TPE"):
+        space.load_sweep(write_sweep(tmp_path, text))
+
+
+def test_cmaes_needs_a_numeric_parameter(tmp_path: Path) -> None:
+    text = "space:\n  optimizer: {type: categorical, choices: [sgd, adam]}\nsampler: cmaes\n"
+    with pytest.raises(UserError, match=r"sampler\.type: cmaes samples int and float"):
+        space.load_sweep(write_sweep(tmp_path, text))
