@@ -14,7 +14,6 @@ from typing import Annotated
 # TensorFlow's C++ start-up chatter is noise to a user of this CLI; an explicit setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import click  # noqa: E402
 import typer  # noqa: E402
 
 from fer_sweep.errors import UserError  # noqa: E402
@@ -280,6 +279,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: typer prints them like click does
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(getattr(exc, "exit_code", 2))

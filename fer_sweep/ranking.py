@@ -138,7 +138,7 @@ def _table(ranked: list[Ranked], thesis: list[dict]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, width=160, force_terminal=False)
+    console = Console(record=True, width=160, file=io.StringIO())
     if ranked:
         table = Table(title="fer-sweep: best trials by PublicTest accuracy")
         for h in HEAD:

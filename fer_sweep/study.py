@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import keras
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from fer_sweep.config import make_config
@@ -47,7 +48,10 @@ GRACE_SECONDS = 60
 MAX_RETRY = 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Failed trials are reported in one line by the objective; Optuna's tracebacks are noise.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+# Heartbeats and retries are "experimental" in Optuna 5 and have been since 2.8; say it once here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def storage_url(explicit: str | None = None) -> str:
@@ -72,7 +76,7 @@ def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors all mean "unreachable"
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -110,47 +114,10 @@ def plan_of(study: optuna.Study) -> StudyPlan:
 
 
 def grid_points(spec: SweepSpec) -> list[dict]:
-    """Every point of a grid sweep (conditional params only where their condition holds)."""
-    dists = spec_distributions(spec)
-    names = list(dists)
-    values = [_values_of(dists[n]) for n in names]
-    seen: dict[tuple, dict] = {}
-    for combo in itertools.product(*values):
-        full = dict(zip(names, combo, strict=True))
-        recorder = _RecordingTrial(full)
-        suggest(spec, recorder)
-        active = {k: full[k] for k in names if k in recorder.asked}
-        seen.setdefault(tuple(sorted(active.items(), key=lambda kv: kv[0])), active)
-    return list(seen.values())
-
-
-def spec_distributions(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:
-    from fer_sweep.space import distributions
-
-    return distributions(spec)
-
-
-def _values_of(dist: optuna.distributions.BaseDistribution) -> list:
-    if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, optuna.distributions.IntDistribution):
-        return list(range(dist.low, dist.high + 1, dist.step))
-    if isinstance(dist, optuna.distributions.FloatDistribution) and dist.step:
-        n = round((dist.high - dist.low) / dist.step)
-        return [round(dist.low + i * dist.step, 12) for i in range(n + 1)]
-    raise UserError(f"grid needs discrete parameters, got {dist}")
-
-
-class _RecordingTrial(optuna.trial.FixedTrial):
-    """A FixedTrial that remembers which params the space actually asked for."""
-
-    def __init__(self, params: dict) -> None:
-        super().__init__(params)
-        self.asked: set[str] = set()
-
-    def _suggest(self, name, distribution):
-        self.asked.add(name)
-        return super()._suggest(name, distribution)
+    """Every point of a grid sweep, as Optuna params (grids have no conditional params)."""
+    sampled = {n: p for n, p in spec.params.items() if p.type != "fixed"}
+    values = [p.grid_values() for p in sampled.values()]
+    return [dict(zip(sampled, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _same_point(a: dict, b: dict) -> bool:
@@ -210,7 +177,7 @@ def create_or_resume(
 
 
 def _queued_points(spec: SweepSpec) -> list[dict]:
-    if getattr(spec, "trials", None):
+    if spec.trials:
         return [dict(t) for t in spec.trials]
     if spec.sampler.get("type") == "grid":
         return grid_points(spec)
@@ -309,7 +276,7 @@ class Worker:
         # checkpoint folder) makes the next run of the sweep pick it up where it stopped.
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if t.user_attrs.get("interrupted") and not t.user_attrs.get("requeued"):
-                RetryFailedTrialCallback(max_retry=None)(self.study, t)
+                RetryHeartbeatStaleTrialCallback(max_retry=None)(self.study, t)
                 self.study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
 
     def objective(self, trial: optuna.Trial) -> float:
@@ -320,7 +287,10 @@ class Worker:
         sampled = suggest(spec, trial)
         values = trial_config_values(spec, sampled, spec.budget(plan.budget_name))
         config = make_config(values, origin=f"trial {trial.number}")
-        origin = RetryFailedTrialCallback.retried_trial_number(trial)
+        # optuna.Trial hides system attrs; the stored (frozen) trial has the retry lineage.
+        origin = self.study.get_trials(deepcopy=False)[trial.number].system_attrs.get(
+            "failed_trial"
+        )
         root = trial.number if origin is None else origin
         previous_run = trial.user_attrs.get("mlflow_run_id")
         if previous_run:
@@ -367,6 +337,8 @@ class Worker:
 
             if isinstance(exc, TrainingInterrupted):
                 trial.set_user_attr("interrupted", exc.epoch)
+            else:
+                print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
             trial.set_user_attr("error", str(exc)[:500])
             raise
         finally:

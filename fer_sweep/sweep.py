@@ -45,7 +45,7 @@ def run_sweep(
     study = create_or_resume(spec, budget=budget, storage=storage, n_trials=n_trials,
                              timeout=timeout)  # fmt: skip
     parent = parent_run(study, client)
-    client.update_run_info(parent, "RUNNING", 0, study.study_name)
+    client.set_terminated(parent, "RUNNING")  # a resumed sweep reopens its parent run
     plan = plan_of(study)
     epochs = plan.spec.budget(plan.budget_name).epochs or plan.spec.base.get("epochs", 80)
     print(f"study {study.study_name}: storage {storage_url(storage)}, MLflow {client.tracking_uri}",

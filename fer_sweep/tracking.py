@@ -53,6 +53,9 @@ def connect(uri: str | None = None) -> MlflowClient:
     workers start keeps parallel writers from racing through MLflow's migrations.
     """
     uri = tracking_uri(uri)
+    # MLflow narrates schema creation and migrations at INFO; a user needs only problems.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

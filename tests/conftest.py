@@ -67,3 +67,19 @@ def fer_csv(request: pytest.FixtureRequest, synthetic_csv: Path) -> Path:
     if _real_data_file() is not None:
         return request.getfixturevalue("real_slice_csv")
     return synthetic_csv
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own mlruns/ (MLflow and Optuna), never the user's."""
+    monkeypatch.setenv("FER_SWEEP_STORE", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("FER_SWEEP_STORAGE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def fer_dataset(fer_csv: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``fer_csv`` loaded (real slice or synthetic), cached in a session folder."""
+    from fer_sweep.data import load_dataset
+
+    return load_dataset(fer_csv, cache_dir=tmp_path_factory.mktemp("dataset-cache"))
