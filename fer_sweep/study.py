@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
