@@ -237,6 +237,16 @@ def train(
     else:
         model, state = restored
     resumed_from = state.epoch
+    schedule_callbacks = []
+    if config.schedule == "reduce_on_plateau":
+        schedule_callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.step_factor,
+                patience=config.plateau_patience,
+                min_lr=config.min_lr,
+            )
+        )
 
     fit_start = time.perf_counter()
     if state.epoch < config.epochs:
@@ -249,6 +259,7 @@ def train(
             verbose=0,
             callbacks=[
                 _Bookkeeping(state, workdir),
+                *schedule_callbacks,
                 *callbacks,
                 _CheckpointAndStop(state, workdir, config, stop_event),
             ],
