@@ -441,6 +441,12 @@ PRUNER_OPTIONS: dict[str, dict[str, _Opt]] = {
         "reduction_factor": _int_opt(2),
         "bootstrap_count": _int_opt(0),
     },
+    # Prune a trial whose PublicTest accuracy is below `lower` after n_warmup_steps epochs.
+    "threshold": {
+        "lower": _Opt("a number from 0 to 1", lambda v: _is_num(v) and 0 <= v <= 1),
+        "n_warmup_steps": _int_opt(0),
+        "interval_steps": _int_opt(1),
+    },
     "patient": {
         "patience": _int_opt(0),
         "min_delta": _Opt("a number >= 0", lambda v: _is_num(v) and v >= 0),
@@ -448,7 +454,7 @@ PRUNER_OPTIONS: dict[str, dict[str, _Opt]] = {
         "wrapped": _Opt("a pruner such as {type: median}", lambda v: isinstance(v, dict | str)),
     },
 }
-_REQUIRED_PRUNER_OPTIONS = {"patient": ("patience",)}
+_REQUIRED_PRUNER_OPTIONS = {"patient": ("patience",), "threshold": ("lower",)}
 
 
 # --------------------------------------------------------------------------- reading YAML
@@ -1089,6 +1095,8 @@ def _build_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(**options)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(**options)
+    if kind == "threshold":
+        return optuna.pruners.ThresholdPruner(**options)
     wrapped = options.pop("wrapped", None)
     inner = _build_pruner(wrapped) if wrapped is not None else None
     return optuna.pruners.PatientPruner(inner, **options)

@@ -1,0 +1,159 @@
+"""Whole sweeps through the real code paths: study, trials, MLflow nesting, resume, ranking."""
+
+import json
+import textwrap
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from fer_sweep.ranking import rank_trials, render
+from fer_sweep.space import load_sweep
+from fer_sweep.study import open_storage
+from fer_sweep.sweep import run_sweep
+from fer_sweep.tracking import connect
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+name: tiny
+description: three dropout arms on a small slice
+base: {arch: C, batch_size: 32, checkpoint_every: 1, optimizer: adam, lr: 1.0e-3}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.25/0.5": {conv_dropout: 0.25, fc_dropout: 0.5}
+      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
+      "off": {conv_dropout: 0.0, fc_dropout: 0.0}
+sampler: grid
+budgets: {tiny: {subset: 60, epochs: 2}}
+default_budget: tiny
+"""
+
+
+def _write(tmp_path, text, name="tiny"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_sweep(path)
+
+
+def _children(client, exp_name):
+    exp = client.get_experiment_by_name(exp_name)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("fer_sweep.role") == "study"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
+    spec = _write(tmp_path, TINY)
+    counts = run_sweep(spec, data=str(fer_csv), live=False)
+    assert counts["complete"] == 3 and counts["fail"] == 0
+
+    study = optuna.load_study(study_name="tiny-tiny", storage=open_storage())
+    trials = study.get_trials()
+    assert sorted(t.params["dropout"] for t in trials) == ["0.25/0.5", "0.3 all", "off"]
+
+    client = connect()
+    parents, children = _children(client, "tiny-tiny")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [
+            1,
+            2,
+        ]
+        assert run.data.params["epochs"] == "2" and run.data.params["subset"] == "60"
+        assert run.data.params["arch"] == "C"  # the full resolved config, not only the sampled
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in trials}
+    assert set(by_run) == {r.info.run_id for r in children}
+    for run in children:
+        t = by_run[run.info.run_id]
+        assert run.data.tags["optuna.trial"] == str(t.number)
+        assert run.data.metrics["best_val_accuracy"] == pytest.approx(t.value)
+
+    # Re-running the same sweep resumes it: nothing is repeated.
+    again = run_sweep(spec, data=str(fer_csv), live=False)
+    assert again["complete"] == 3 and len(study.get_trials()) == 3
+    assert len(_children(client, "tiny-tiny")[1]) == 3
+
+    # best: every format, from the same store.
+    ranked = rank_trials(open_storage(), top=3)
+    assert [r.public_accuracy for r in ranked] == sorted(
+        (100 * t.value for t in trials), reverse=True
+    )
+    as_json = json.loads(render(ranked, "json"))
+    assert [t["private_accuracy"] for t in as_json["thesis"]] == [66.55, 65.88, 65.82]
+    assert as_json["trials"][0]["run_id"] == ranked[0].run_id
+    assert as_json["thesis"][0]["ours_minus_thesis"] == pytest.approx(
+        round(ranked[0].private_accuracy - 66.55, 2)
+    )
+    table = render(ranked, "table")
+    assert "66.55" in table and ranked[0].run_id in table
+    md = render(ranked, "markdown")
+    assert md.startswith("| rank | study |") and md.count("\n| 1 |") == 2
+    csv_text = render(ranked, "csv")
+    assert csv_text.splitlines()[0].startswith("source,rank,study")
+    assert len(csv_text.splitlines()) == 1 + 3 + 3
+
+
+DIVERGE_AND_PRUNE = """
+name: rough
+base: {arch: C, batch_size: 32, checkpoint_every: 1}
+space:
+  recipe:
+    type: categorical
+    choices:
+      "diverges": {optimizer: sgd, lr: 1.0e+12, momentum: 0.9, schedule: constant,
+                   bn_position: none}
+      "fine": {optimizer: adam, lr: 1.0e-3}
+sampler: grid
+pruner: {type: threshold, lower: 1.0, n_warmup_steps: 1}
+budgets: {tiny: {subset: 60, epochs: 3}}
+default_budget: tiny
+"""
+
+
+def test_a_diverging_trial_fails_alone_and_a_pruned_trial_keeps_its_curve(tmp_path, fer_csv):
+    spec = _write(tmp_path, DIVERGE_AND_PRUNE, "rough")
+    counts = run_sweep(spec, data=str(fer_csv), live=False)
+    assert counts["fail"] == 1 and counts["pruned"] == 1
+
+    study = optuna.load_study(study_name="rough-tiny", storage=open_storage())
+    failed = study.get_trials(states=(TrialState.FAIL,))[0]
+    pruned = study.get_trials(states=(TrialState.PRUNED,))[0]
+    assert failed.params["recipe"] == "diverges" and "loss became nan" in failed.user_attrs["error"]
+    assert pruned.params["recipe"] == "fine"
+
+    client = connect()
+    fail_run = client.get_run(failed.user_attrs["mlflow_run_id"])
+    assert fail_run.info.status == "FAILED"
+    assert fail_run.data.tags["fer_sweep.end_reason"] == "diverged"
+    prune_run = client.get_run(pruned.user_attrs["mlflow_run_id"])
+    assert prune_run.info.status == "KILLED" and prune_run.data.tags["optuna.state"] == "PRUNED"
+    steps = [m.step for m in client.get_metric_history(prune_run.info.run_id, "val_accuracy")]
+    assert 1 <= len(steps) < 3 and steps == list(range(1, len(steps) + 1))
+    assert rank_trials(open_storage(), study="rough-tiny") == []
+    assert "No finished trial yet." in render([], "table")
+
+
+FOURTH_ARM = '\n      "0.5 all": {conv_dropout: 0.5, fc_dropout: 0.5}'
+OFF_ARM = '"off": {conv_dropout: 0.0, fc_dropout: 0.0}'
+TWO_WORKERS = TINY.replace("name: tiny", "name: pair").replace(OFF_ARM, OFF_ARM + FOURTH_ARM)
+
+
+def test_two_workers_share_one_study_without_lost_or_duplicated_trials(tmp_path, fer_csv):
+    spec = _write(tmp_path, TWO_WORKERS, "pair")
+    counts = run_sweep(spec, jobs=2, data=str(fer_csv), live=False)
+    assert counts["complete"] == 4
+
+    study = optuna.load_study(study_name="pair-tiny", storage=open_storage())
+    trials = study.get_trials()
+    assert len(trials) == 4
+    assert sorted(t.params["dropout"] for t in trials) == ["0.25/0.5", "0.3 all", "0.5 all", "off"]
+    children = _children(connect(), "pair-tiny")[1]
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" for r in children)
