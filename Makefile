@@ -11,12 +11,13 @@ DATA   ?=
 SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint format ui best bench clean help $(addprefix sweep-,$(SWEEPS))
+.PHONY: install test lint format ui best bench demo clean help $(addprefix sweep-,$(SWEEPS))
 
 help:
 	@echo "make install            create .venv and install fer-sweep (editable) with its tools"
 	@echo "make test               lint (ruff) and run the test suite (pytest)"
 	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
+	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
 	@echo "make ui                 MLflow UI on the local store, http://127.0.0.1:5000"
 	@echo "make bench              the throughput benchmark"
@@ -43,6 +44,11 @@ test: lint
 
 $(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
 	$(PY) -m fer_sweep sweep $* $(if $(BUDGET),--budget $(BUDGET)) --jobs $(JOBS) $(if $(DATA),--data $(DATA)) $(ARGS)
+
+# Try everything without FER-2013: a synthetic set in its schema, then a smoke sweep on it.
+demo: $(STAMP)
+	$(PY) -m fer_sweep data synthetic data/synthetic-fer2013.csv
+	$(PY) -m fer_sweep sweep dropout --budget smoke --data data/synthetic-fer2013.csv $(ARGS)
 
 best: $(STAMP)
 	$(PY) -m fer_sweep best --top 3 $(ARGS)

@@ -72,6 +72,18 @@ def data_check(data: DataOpt = None) -> None:
     print(check_report(load_dataset(data)))
 
 
+@data_app.command("synthetic")
+def data_synthetic(
+    path: Annotated[Path, typer.Argument(help="where to write the CSV (.csv or .csv.gz)")],
+    per_split: Annotated[int, typer.Option(min=7, help="rows per split")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write a small synthetic dataset in the FER-2013 schema (to try the tools without it)."""
+    from fer_sweep.data import write_synthetic_csv
+
+    print(write_synthetic_csv(path, per_split=per_split, seed=seed))
+
+
 @app.command()
 def train(
     config: Annotated[
