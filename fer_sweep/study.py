@@ -46,6 +46,10 @@ from fer_sweep.tracking import store_dir
 HEARTBEAT_SECONDS = 20
 GRACE_SECONDS = 60
 MAX_RETRY = 3
+# A worker is presumed dead when its trial's heartbeat is older than the grace period; tests
+# (and impatient users on one machine) shorten both through the environment.
+HEARTBEAT_ENV = "FER_SWEEP_HEARTBEAT"
+GRACE_ENV = "FER_SWEEP_GRACE"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 # Failed trials are reported in one line by the objective; Optuna's tracebacks are noise.
@@ -62,20 +66,51 @@ def storage_url(explicit: str | None = None) -> str:
     return f"sqlite:///{store_dir() / 'optuna.db'}"
 
 
+def _seconds(env: str, default: int) -> int:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"${env}={raw!r}: expected a whole number of seconds") from None
+    if value < 1:
+        raise UserError(f"${env}={raw!r}: expected at least 1 second")
+    return value
+
+
+def heartbeat_seconds() -> tuple[int, int]:
+    """(heartbeat interval, grace period): $FER_SWEEP_HEARTBEAT / $FER_SWEEP_GRACE or 20 / 60."""
+    beat = _seconds(HEARTBEAT_ENV, HEARTBEAT_SECONDS)
+    grace = _seconds(GRACE_ENV, GRACE_SECONDS)
+    if grace <= beat:
+        raise UserError(f"${GRACE_ENV} ({grace}) must be longer than ${HEARTBEAT_ENV} ({beat})")
+    return beat, grace
+
+
 def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with heartbeats, checked before any training starts."""
     url = storage_url(url)
-    engine_kwargs = {}
+    beat, grace = heartbeat_seconds()
+    engine_url = url
+    if url.startswith(("postgresql://", "postgres://")):
+        # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; fer-sweep ships psycopg2.
+        engine_url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    engine_kwargs: dict = {}
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # Several local workers share the file: wait for the lock rather than fail at once.
         engine_kwargs = {"connect_args": {"timeout": 120}}
+    elif url.startswith("postgresql"):
+        # A server that is down fails in seconds, not after the OS's TCP timeout; connections
+        # that a days-long sweep leaves idle are checked before use.
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(
-            url,
+            engine_url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=beat,
+            grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors all mean "unreachable"
@@ -176,6 +211,10 @@ def create_or_resume(
     return study
 
 
+def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.FAIL and "interrupted" in t.user_attrs
+
+
 def _queued_points(spec: SweepSpec) -> list[dict]:
     if spec.trials:
         return [dict(t) for t in spec.trials]
@@ -186,8 +225,9 @@ def _queued_points(spec: SweepSpec) -> list[dict]:
 
 def _enqueue_missing(study: optuna.Study, points: list[dict]) -> None:
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+    # An interrupted trial is not missing: the worker requeues it to resume its checkpoint.
     have = [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(
-        deepcopy=False, states=live)]  # fmt: skip
+        deepcopy=False) if t.state in live or _interrupted(t)]  # fmt: skip
     for point in points:
         if not any(_same_point(point, h) for h in have):
             study.enqueue_trial(point, skip_if_exists=False)
@@ -246,12 +286,24 @@ class Worker:
         self.stop_event = stop_event or threading.Event()
         self.max_trials = max_trials
         self.parent_run_id = parent_run(self.study, self.client)
+        # Whichever worker finds a dead worker's trial also closes that attempt's MLflow run.
+        self.rdb.heartbeat_stale_trial_callback = self._on_stale
+
+    def _on_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            print(f"trial {trial.number}: its worker stopped beating; retrying it", file=sys.stderr)
+            _close_run(self.client, run_id, "worker lost (no heartbeat)")
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
 
     def _more_to_do(self, deadline: float | None, ran: int) -> bool:
         if self.stop_event.is_set() or (deadline is not None and time.time() >= deadline):
             return False
         if self.max_trials is not None and ran >= self.max_trials:
             return False
+        # A dead worker's trial is only noticed when a trial starts; look now, so that a worker
+        # that joins when the stale trial is the only one left still runs it.
+        optuna.storages.fail_stale_trials(self.study)
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return True
@@ -265,6 +317,7 @@ class Worker:
         timeout = self.plan.timeout
         deadline = time.time() + float(timeout) if timeout else None
         ran = 0
+        self._requeue_interrupted()  # a hard stop (second Ctrl-C) last time leaves some
         while self._more_to_do(deadline, ran):
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
             ran += 1
@@ -273,11 +326,13 @@ class Worker:
 
     def _requeue_interrupted(self) -> None:
         # An interrupted trial is recorded as failed; a queued copy of it (same params, same
-        # checkpoint folder) makes the next run of the sweep pick it up where it stopped.
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if t.user_attrs.get("interrupted") and not t.user_attrs.get("requeued"):
+        # checkpoint folder) makes the next run of the sweep pick it up where it stopped. A
+        # finished trial cannot be written to, so "already requeued" is read from the copies.
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        for t in trials:
+            if _interrupted(t) and t.number not in retried:
                 RetryHeartbeatStaleTrialCallback(max_retry=None)(self.study, t)
-                self.study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
 
     def objective(self, trial: optuna.Trial) -> float:
         from fer_sweep.run import tracked_train, workdir_for
@@ -295,9 +350,11 @@ class Worker:
         previous_run = trial.user_attrs.get("mlflow_run_id")
         if previous_run:
             # The attempt this one replaces died or was stopped: close its run for good.
-            self.client.set_tag(previous_run, "fer_sweep.superseded_by_trial", str(trial.number))
-            if self.client.get_run(previous_run).info.status == "RUNNING":
-                self.client.set_terminated(previous_run, "KILLED")
+            _close_run(self.client, previous_run, "superseded by a retry")
+            with suppress(Exception):
+                self.client.set_tag(
+                    previous_run, "fer_sweep.superseded_by_trial", str(trial.number)
+                )
         tags = {
             "optuna.study": self.study.study_name,
             "optuna.trial": str(trial.number),
@@ -315,6 +372,7 @@ class Worker:
             tags=tags,
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        workdir = workdir_for(f"{self.study.study_name}/trial-{root:04d}")
         state = "FAIL"
         try:
             result = tracked_train(
@@ -322,23 +380,33 @@ class Worker:
                 self.dataset,
                 client=self.client,
                 run_id=run_id,
-                workdir=workdir_for(f"{self.study.study_name}/trial-{root:04d}"),
+                workdir=workdir,
                 callbacks=[PruningCallback(trial)],
                 stop_event=self.stop_event,
                 progress=False,
                 killed_on=(optuna.TrialPruned,),
+                resume_run=previous_run,
             )
             state = "COMPLETE"
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
+        except KeyboardInterrupt:
+            # A hard stop: the last checkpoint stays, and the next run resumes from it.
+            from fer_sweep.train import checkpoint_epoch
+
+            with suppress(Exception):
+                trial.set_user_attr("interrupted", checkpoint_epoch(workdir))
+            raise
         except Exception as exc:
-            from fer_sweep.train import TrainingInterrupted
+            from fer_sweep.train import TrainingDiverged, TrainingInterrupted
 
             if isinstance(exc, TrainingInterrupted):
                 trial.set_user_attr("interrupted", exc.epoch)
             else:
-                print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
+                what = "diverged" if isinstance(exc, TrainingDiverged) else "failed"
+                print(f"trial {trial.number} {what}: {exc}", file=sys.stderr)
+                trial.set_user_attr("end_reason", what)
             trial.set_user_attr("error", str(exc)[:500])
             raise
         finally:
@@ -351,7 +419,20 @@ class Worker:
         trial.set_user_attr("epochs_trained", result.epochs_trained)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
+        if result.extra.get("logging_errors"):
+            # The result is safe here; say in the study what MLflow is missing.
+            trial.set_user_attr("mlflow_errors", "; ".join(result.extra["logging_errors"])[:500])
         return result.best_val_accuracy if at_best else result.final_val_accuracy
+
+
+def _close_run(client, run_id: str, reason: str) -> None:
+    """Mark a dead or replaced attempt's MLflow run KILLED (if it is still RUNNING)."""
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "fer_sweep.end_reason", reason)
+            client.set_terminated(run_id, "KILLED")
+    except Exception as err:  # noqa: BLE001 - bookkeeping; the retry goes ahead regardless
+        print(f"warning: could not close MLflow run {run_id}: {err}", file=sys.stderr)
 
 
 def parent_run(study: optuna.Study, client) -> str:

@@ -42,7 +42,8 @@ def tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{store_dir() / 'mlflow.db'}"
 
 
-def _is_local(uri: str) -> bool:
+def is_local(uri: str) -> bool:
+    """Whether ``uri`` is a store on this machine's disk (not a tracking server)."""
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
@@ -58,6 +59,12 @@ def connect(uri: str | None = None) -> MlflowClient:
         logging.getLogger(name).setLevel(logging.WARNING)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        # MLflow's own default (7 retries, exponential backoff) blocks a trial for minutes per
+        # call when the server is gone; a few retries ride out a restart. The env var wins.
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        _check_server(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     try:
@@ -68,6 +75,22 @@ def connect(uri: str | None = None) -> MlflowClient:
     return client
 
 
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+def _check_server(uri: str) -> None:
+    """One quick request, so a server that is down is one clear line, not minutes of retries."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as reply:
+            reply.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -75,7 +98,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     location = None
-    if _is_local(client.tracking_uri):
+    if is_local(client.tracking_uri):
         location = (store_dir() / "artifacts").as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
