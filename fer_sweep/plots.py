@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+from fer_sweep.data import EMOTIONS  # noqa: E402
 
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
