@@ -100,10 +100,9 @@ class StudyView:
         for t in trials:
             if t.state == TrialState.RUNNING:
                 done = len(t.intermediate_values)
-                last = t.intermediate_values.get(done, float("nan")) if done else float("nan")
-                table.add_row(
-                    f"trial {t.number}", f"epoch {done}/{self.epochs}  PublicTest {last:.4f}"
-                )
+                last = t.intermediate_values.get(max(t.intermediate_values, default=0))
+                shown = "starting" if last is None else f"PublicTest {last:.4f}"
+                table.add_row(f"trial {t.number}", f"epoch {done}/{self.epochs}  {shown}")
         durations = [
             (t.datetime_complete - t.datetime_start).total_seconds()
             for t in finished
