@@ -106,10 +106,14 @@ def train(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Train one model as Section 5.2 describes, tracked as one MLflow run."""
+    import threading
+
     from fer_sweep.config import load_config
     from fer_sweep.data import load_dataset
     from fer_sweep.run import tracked_train, workdir_for
+    from fer_sweep.study import graceful_interrupt
     from fer_sweep.tracking import config_from_run, connect, start_run
+    from fer_sweep.train import TrainingInterrupted
 
     client = connect(tracking_uri)
     if resume:
@@ -119,7 +123,7 @@ def train(
             raise UserError(f"--resume {resume}: no such MLflow run") from None
         cfg = config_from_run(client, resume)
         run_id = run.info.run_id
-        client.update_run_info(run_id, "RUNNING", run.info.end_time or 0, run.info.run_name)
+        client.set_terminated(run_id, "RUNNING")  # reopened: the same run continues
     else:
         cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
                           subset=subset)  # fmt: skip
@@ -127,8 +131,15 @@ def train(
     if not resume:
         run_id = start_run(client, experiment, cfg, run_name=preset or (config and config.stem))
     print(f"MLflow run {run_id} ({client.tracking_uri})", file=sys.stderr)
-    result = tracked_train(cfg, dataset, client=client, run_id=run_id,
-                           workdir=workdir_for(f"train/{run_id}"), progress=progress)  # fmt: skip
+    stop = threading.Event()
+    try:
+        with graceful_interrupt(stop):
+            result = tracked_train(cfg, dataset, client=client, run_id=run_id,
+                                   workdir=workdir_for(f"train/{run_id}"), progress=progress,
+                                   stop_event=stop)  # fmt: skip
+    except TrainingInterrupted as stopped:
+        print(f"{stopped}; continue with: fer_sweep train --resume {run_id}", file=sys.stderr)
+        raise typer.Exit(130) from None
     print(
         f"epochs {result.epochs_trained}  best PublicTest {result.best_val_accuracy:.4f} "
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
