@@ -290,7 +290,7 @@ def ui(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
@@ -305,3 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:  # usage errors: typer prints them like click does
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
+    # Outside standalone mode typer turns a KeyboardInterrupt into a returned 130.
+    if isinstance(code, int) and code:
+        if code == 130:
+            print("interrupted", file=sys.stderr)
+        sys.exit(code)

@@ -236,6 +236,17 @@ def _enqueue_missing(study: optuna.Study, points: list[dict]) -> None:
 # --- running trials ---------------------------------------------------------------------
 
 
+def _worker_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    sampler = make_sampler(spec)
+    if isinstance(sampler, optuna.samplers.GridSampler):
+        # Every grid point is enqueued (create_or_resume), so the grid sampler has nothing to
+        # choose; and its after_trial hook assumes the trials carry the ids it hands out
+        # (KeyError 'grid_id' on a one-point grid or a retried point). A worker never samples
+        # a grid trial, so any sampler that leaves enqueued params alone will do.
+        return optuna.samplers.RandomSampler(seed=0)
+    return sampler
+
+
 class PruningCallback(keras.callbacks.Callback):
     """Reports PublicTest accuracy to Optuna every epoch and stops the trial when told to."""
 
@@ -278,7 +289,7 @@ class Worker:
         self.study = optuna.load_study(
             study_name=study_name,
             storage=self.rdb,
-            sampler=make_sampler(self.plan.spec),
+            sampler=_worker_sampler(self.plan.spec),
             pruner=make_pruner(self.plan.spec),
         )
         self.client = connect(tracking_uri)
