@@ -1,0 +1,314 @@
+"""The throughput benchmark: the project's trainer beside the obvious hand-written baseline.
+
+One call measures, in one process:
+
+- data: seconds to parse the source into a fresh cache, then to load that cache;
+- training images/second at steady state (warm-up and tracing excluded), the thesis
+  augmentation on, batch 64, for the reference (``model.fit`` on in-memory float32 arrays
+  with Keras RandomRotation/RandomZoom/RandomFlip inside the model, float32) and for the
+  project's trainer exactly as a sweep trial builds it (``build_model``, ``compile_model``,
+  ``train_batches``, the config's precision); rounds alternate so both see the same load;
+- evaluation images/second the same way (``model.evaluate`` on float32 arrays versus
+  ``eval_batches``);
+- the orchestrator's per-trial overhead: a smoke trial run by a sweep worker (Optuna study,
+  MLflow run, checkpoints, plots) minus the time spent inside training and evaluation.
+
+Example::
+
+    result = run_benchmark(data="data/fer2013.csv.gz", quick=True)
+    print(render(result))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from fer_sweep.config import TrainConfig, load_config
+from fer_sweep.data import load_dataset
+from fer_sweep.models import build_model
+
+__all__ = ["render", "run_benchmark"]
+
+PRESET = "thesis-top1"  # Type C (or --arch), augmentation on, batch 64, Adam
+QUICK_EPOCHS = 10  # the `quick` budget: 10 epochs on all images
+
+
+class _Clock(keras.callbacks.Callback):
+    """Timestamps of batch ends; the rate counts only batches after ``skip``."""
+
+    def __init__(self, batch_size: int, skip: int) -> None:
+        super().__init__()
+        self.batch_size, self.skip = batch_size, skip
+        self.marks: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.marks.append((batch, time.perf_counter()))
+
+    def rate(self) -> float:
+        kept = [m for m in self.marks if m[0] >= self.skip] or self.marks
+        (b0, t0), (b1, t1) = kept[0], kept[-1]
+        return (b1 - b0) * self.batch_size / (t1 - t0) if t1 > t0 else math.nan
+
+
+def _reference_model(config: TrainConfig) -> keras.Model:
+    """What a user writes by hand: Keras augmentation layers in front of the network."""
+    z = (-config.zoom, config.zoom)
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.RandomRotation(config.rotation / 360.0, fill_mode=config.fill_mode)(inputs)
+    x = keras.layers.RandomZoom(z, z, fill_mode=config.fill_mode)(x)
+    x = keras.layers.RandomFlip("horizontal")(x)
+    return keras.Model(inputs, build_model(config)(x), name="reference")
+
+
+def _tile(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    reps = math.ceil(n / len(images))
+    return np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]
+
+
+def _alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, Any]:
+    """Run each variant once per round, in turn; the first round is warm-up (tracing)."""
+    seen: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds + 1):
+        for name, measure in variants.items():
+            value = measure()
+            if r > 0:
+                seen[name].append(value)
+    out: dict[str, Any] = {
+        name: {"median": statistics.median(v), "rounds": v} for name, v in seen.items()
+    }
+    out["ratio"] = out["project"]["median"] / out["reference"]["median"]
+    return out
+
+
+@contextmanager
+def _temporary_store() -> Iterator[Path]:
+    """A throw-away MLflow/Optuna store for the smoke trial; the user's is left alone."""
+    keys = ("FER_SWEEP_STORE", "FER_SWEEP_STORAGE", "MLFLOW_TRACKING_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    with tempfile.TemporaryDirectory(prefix="fer-sweep-bench-") as tmp:
+        os.environ["FER_SWEEP_STORE"] = str(Path(tmp) / "mlruns")
+        os.environ.pop("FER_SWEEP_STORAGE", None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        try:
+            yield Path(tmp)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
+    """One smoke-budget trial through a sweep worker; wall time and time inside train/eval."""
+    import yaml
+
+    from fer_sweep.space import load_sweep
+    from fer_sweep.study import Worker, create_or_resume
+    from fer_sweep.tracking import connect
+
+    base = {k: v for k, v in load_config(preset=PRESET, arch=arch).model_dump().items()}
+    base = {k: list(v) if isinstance(v, tuple) else v for k, v in base.items()}
+    base.pop("subset")
+    with _temporary_store() as tmp:
+        sweep = tmp / "bench_smoke.yaml"
+        sweep.write_text(
+            yaml.safe_dump(
+                {
+                    "base": base,
+                    "space": {"arch": {"type": "fixed", "value": arch}},
+                    "n_trials": 1,
+                    "pruner": "none",
+                    "default_budget": "smoke",
+                }
+            )
+        )
+        study = create_or_resume(load_sweep(sweep), budget="smoke")
+        worker = Worker(study.study_name, data=data, max_trials=1)
+        start = time.perf_counter()
+        ran = worker.run()
+        wall = time.perf_counter() - start
+        if ran != 1:
+            raise RuntimeError(f"the smoke trial did not run ({ran} trials)")
+        run_id = study.get_trials()[0].user_attrs["mlflow_run_id"]
+        metrics = connect().get_run(run_id).data.metrics
+    inside = metrics["fit_seconds"] + metrics["eval_seconds"]
+    return {"wall_s": wall, "fit_s": metrics["fit_seconds"], "eval_s": metrics["eval_seconds"],
+            "overhead_s": wall - inside}  # fmt: skip
+
+
+def run_benchmark(
+    *,
+    data: str | Path,
+    arch: str = "C",
+    quick: bool = False,
+    out_dir: Path | None = Path("benchmarks/results"),
+    rounds: int | None = None,
+    steps: int | None = None,
+    overhead: bool = True,
+) -> dict[str, Any]:
+    """Measure data loading, training and evaluation throughput and the per-trial overhead.
+
+    Args:
+        data: the FER-2013 source (CSV, CSV.gz or folder).
+        arch: the architecture, A-F (the thesis-top1 recipe otherwise).
+        quick: fewer and shorter rounds (3 of 12 batches instead of 5 of 30).
+        out_dir: where the JSON result goes (``bench-<arch>-<quick|full>-<time>.json``);
+            None writes nothing.
+        rounds, steps: override the number of measured rounds and the batches per round.
+        overhead: also run a smoke trial through a sweep worker.
+    """
+    rounds = rounds or (3 if quick else 5)
+    steps = steps or (12 if quick else 30)
+    skip = max(1, min(5, steps // 4))  # batches of warm-up within a round (iterator, prefetch)
+    result: dict[str, Any] = {
+        "arch": arch,
+        "quick": quick,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+        },
+    }
+
+    # --- data ---------------------------------------------------------------------------
+    with tempfile.TemporaryDirectory(prefix="fer-sweep-bench-cache-") as cache:
+        t0 = time.perf_counter()
+        dataset = load_dataset(data, cache_dir=cache)
+        t1 = time.perf_counter()
+        dataset = load_dataset(data, cache_dir=cache)
+        t2 = time.perf_counter()
+    result["data"] = {"parse_s": t1 - t0, "cache_load_s": t2 - t1, "rows": len(dataset)}
+
+    # --- training and evaluation throughput ---------------------------------------------
+    from fer_sweep.pipeline import eval_batches, train_batches
+    from fer_sweep.train import compile_model
+
+    config = load_config(preset=PRESET, arch=arch)
+    result["config"] = config.model_dump(mode="json")
+    bs = config.batch_size
+    x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * steps * bs))
+    x_eval, y_eval = _tile(*dataset.arrays("PublicTest"), 8 * steps * bs)
+    steps_per_epoch = math.ceil(28709 / bs)  # the schedule as on the full training split
+
+    keras.utils.clear_session(free_memory=True)
+    keras.utils.set_random_seed(config.seed)
+    keras.config.set_dtype_policy("float32")
+    reference = _reference_model(config)
+    from fer_sweep.schedules import make_optimizer
+
+    reference.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    keras.config.set_dtype_policy(config.precision)
+    project = build_model(config)
+    compile_model(project, config, steps_per_epoch)
+    keras.config.set_dtype_policy("float32")
+
+    xf_train = x_train[..., None].astype("float32") / 255.0
+    xf_eval = x_eval[..., None].astype("float32") / 255.0
+    train_ds = train_batches(x_train, y_train, config).repeat()
+    eval_ds = eval_batches(x_eval, y_eval, config)
+
+    def fit_reference() -> float:
+        clock = _Clock(bs, skip)
+        reference.fit(xf_train, y_train, batch_size=bs, epochs=1, steps_per_epoch=steps,
+                      verbose=0, callbacks=[clock])  # fmt: skip
+        return clock.rate()
+
+    def fit_project() -> float:
+        clock = _Clock(bs, skip)
+        project.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
+        return clock.rate()
+
+    def timed(call: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        call()
+        return len(x_eval) / (time.perf_counter() - start)
+
+    result["train"] = _alternate({"reference": fit_reference, "project": fit_project}, rounds)
+    result["eval"] = _alternate(
+        {
+            "reference": lambda: timed(
+                lambda: reference.evaluate(xf_eval, y_eval, batch_size=bs, verbose=0)
+            ),
+            "project": lambda: timed(lambda: project.evaluate(eval_ds, verbose=0)),
+        },
+        rounds,
+    )
+    keras.utils.clear_session(free_memory=True)
+
+    # --- orchestrator overhead ----------------------------------------------------------
+    if overhead:
+        smoke = _smoke_trial(Path(data), arch)
+        n_train = int((dataset.split == 0).sum())
+        n_eval = int((dataset.split == 1).sum())
+        # A quick trial: 10 epochs on all images, PublicTest every epoch, PrivateTest twice.
+        quick_s = (
+            QUICK_EPOCHS * n_train / result["train"]["project"]["median"]
+            + (QUICK_EPOCHS + 2) * n_eval / result["eval"]["project"]["median"]
+        )
+        smoke["pct_of_smoke_trial"] = 100 * smoke["overhead_s"] / smoke["wall_s"]
+        smoke["quick_trial_estimate_s"] = quick_s
+        smoke["pct_of_quick_trial"] = 100 * smoke["overhead_s"] / (quick_s + smoke["overhead_s"])
+        result["overhead"] = smoke
+
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = out_dir / f"bench-{arch}-{'quick' if quick else 'full'}-{stamp}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        result["written_to"] = str(path)
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The result as one plain-text table."""
+    d, tr, ev = result["data"], result["train"], result["eval"]
+    kind = "quick" if result["quick"] else "full"
+    lines = [
+        f"fer-sweep benchmark: Type {result['arch']}, {kind} "
+        f"({result['rounds']} rounds x {result['steps_per_round']} batches, "
+        f"{result['machine']['cpus']} CPUs, precision {result['config']['precision']})",
+        f"{'measure':<40}{'reference':>12}{'fer-sweep':>12}{'ratio':>8}",
+        f"{'data: parse source (s)':<40}{'':>12}{d['parse_s']:>12.2f}",
+        f"{'data: load cache (s)':<40}{'':>12}{d['cache_load_s']:>12.3f}",
+        f"{'train, images/s (median)':<40}{tr['reference']['median']:>12.1f}"
+        f"{tr['project']['median']:>12.1f}{tr['ratio']:>7.2f}x",
+        f"{'eval, images/s (median)':<40}{ev['reference']['median']:>12.1f}"
+        f"{ev['project']['median']:>12.1f}{ev['ratio']:>7.2f}x",
+    ]
+    if "overhead" in result:
+        o = result["overhead"]
+        lines += [
+            f"{'smoke trial: wall / train+eval (s)':<40}{'':>12}"
+            f"{o['wall_s']:>7.1f} / {o['fit_s'] + o['eval_s']:.1f}",
+            f"{'orchestrator overhead (s)':<40}{'':>12}{o['overhead_s']:>12.2f}",
+            f"{'  % of the smoke trial':<40}{'':>12}{o['pct_of_smoke_trial']:>11.1f}%",
+            f"{'  % of a quick trial (estimated)':<40}{'':>12}{o['pct_of_quick_trial']:>11.2f}%",
+        ]
+    if "written_to" in result:
+        lines.append(f"written to {result['written_to']}")
+    return "\n".join(lines)
