@@ -21,6 +21,9 @@ help:
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
 	@echo "make ui                 MLflow UI on the local store, http://127.0.0.1:5000"
 	@echo "make bench              the throughput benchmark"
+	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1 (state in .services/)"
+	@echo "make services-stop      stop them (their data stays in .services/)"
+	@echo "make test-distributed   only the multi-worker test (real PostgreSQL + MLflow server)"
 	@echo "sweeps: $(SWEEPS)"
 
 $(STAMP): pyproject.toml
@@ -61,3 +64,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
+
+# PostgreSQL's binaries (apt-get, as root) for `services` and the distributed test.
+postgres: $(STAMP)
+	$(PY) -m fer_sweep.services install
+
+services: postgres
+	$(PY) -m fer_sweep.services start --dir .services $(ARGS)
+
+services-stop: $(STAMP)
+	$(PY) -m fer_sweep.services stop --dir .services
+
+# `make test` runs this test too; here alone. Without PostgreSQL and apt it is skipped.
+test-distributed: $(STAMP)
+	-$(PY) -m fer_sweep.services install
+	$(PY) -m pytest -m distributed $(ARGS)

@@ -1,0 +1,153 @@
+"""The malformed-input corpus, through the real CLI: each case is one ``error:`` line on stderr,
+exit code 2 and no traceback. Data cases go through ``data check``; sweep files are refused by
+``sweep`` before any training; then a bad ``--set`` and an unknown study.
+
+Images that are not 48x48 are refused, not resized (the message says so).
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+HEADER = "emotion,pixels,Usage\n"
+PIXELS = " ".join(["128"] * 2304)
+GOOD_ROW = f"3,{PIXELS},Training\n"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_sweep", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)  # fmt: skip
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
+    for word in expected:
+        assert word.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+# --- data files --------------------------------------------------------------------------
+
+
+def _csv(tmp: Path, body: str, name: str = "bad.csv") -> Path:
+    path = tmp / name
+    path.write_text(body)
+    return path
+
+
+def truncated_gzip(tmp: Path) -> Path:
+    full = gzip.compress((HEADER + GOOD_ROW * 50).encode())
+    path = tmp / "truncated.csv.gz"
+    path.write_bytes(full[: len(full) // 2])
+    return path
+
+
+def binary_file(tmp: Path) -> Path:
+    path = tmp / "binary.csv"
+    path.write_bytes(bytes(range(256)) * 40)
+    return path
+
+
+def image_folder(tmp: Path, *, emotion: str = "happy", size: int = 48) -> Path:
+    root = tmp / "images"
+    for split in ("train", "val", "test"):
+        folder = root / split / emotion
+        folder.mkdir(parents=True)
+        Image.fromarray(np.full((size, size), 100, np.uint8)).save(folder / "0.png")
+    return root
+
+
+DATA_CASES = {
+    "truncated gzip": (truncated_gzip, ["truncated"]),
+    "2303 pixels": (
+        lambda t: _csv(t, HEADER + "3," + " ".join(["1"] * 2303) + ",Training\n"),
+        ["2303"],
+    ),  # fmt: skip
+    "pixel 256": (
+        lambda t: _csv(t, HEADER + "3," + " ".join(["256"] * 2304) + ",Training\n"),
+        ["256"],
+    ),  # fmt: skip
+    "label 7": (lambda t: _csv(t, HEADER + f"7,{PIXELS},Training\n"), ["7"]),
+    "unknown Usage": (lambda t: _csv(t, HEADER + f"3,{PIXELS},Validation\n"), ["Validation"]),
+    "empty file": (lambda t: _csv(t, ""), ["empty"]),
+    "binary file": (binary_file, []),
+    "missing column": (lambda t: _csv(t, "emotion,pixels\n" + f"3,{PIXELS}\n"), ["Usage"]),
+    "unknown emotion folder": (lambda t: image_folder(t, emotion="bored"), ["bored"]),
+    "64x64 image": (lambda t: image_folder(t, size=64), ["48x48", "resized"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data_is_one_line(tmp_path, case):
+    make, expected = DATA_CASES[case]
+    path = make(tmp_path)
+    line = assert_one_line_error(run_cli("data", "check", "--data", str(path), cwd=tmp_path),
+                                 *expected)  # fmt: skip
+    assert path.name in line or str(path) in line, line
+
+
+# --- sweep files -------------------------------------------------------------------------
+
+SWEEP = """\
+name: bad
+base: {{arch: C, epochs: 1}}
+space:
+  {space}
+{extra}
+budgets: {{tiny: {{subset: 60, epochs: 1}}}}
+default_budget: tiny
+n_trials: 2
+"""
+SWEEP_CASES = {
+    "unknown key": ("lr: {type: float, low: 0.001, high: 0.1}", "colour: red", ["colour"]),
+    "low above high": ("lr: {type: float, low: 0.1, high: 0.001}", "", ["low"]),
+    "log range through 0": ("decay: {type: float, low: 0.0, high: 0.1, log: true}", "", ["log"]),
+    "condition on a missing parameter": (
+        "momentum: {type: float, low: 0.8, high: 0.99, when: {optimiser: sgd}}",
+        "",
+        ["optimiser"],
+    ),  # fmt: skip
+    "unknown sampler": (
+        "lr: {type: float, low: 0.001, high: 0.1}",
+        "sampler: annealing",
+        ["annealing"],
+    ),  # fmt: skip
+    "unknown pruner": (
+        "lr: {type: float, low: 0.001, high: 0.1}",
+        "pruner: {type: guess}",
+        ["guess"],
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", list(SWEEP_CASES))
+def test_bad_sweep_file_is_refused_before_training(tmp_path, case, synthetic_csv):
+    space, extra, expected = SWEEP_CASES[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(SWEEP.format(space=space, extra=extra))
+    done = run_cli("sweep", str(path), "--no-live", "--data", str(synthetic_csv), cwd=tmp_path)
+    assert_one_line_error(done, "bad.yaml", *expected)
+    assert not (tmp_path / "mlruns").exists()  # nothing was created, let alone trained
+
+
+# --- options -----------------------------------------------------------------------------
+
+
+def test_bad_set_value_is_one_line(tmp_path, synthetic_csv):
+    done = run_cli("train", "--set", "lr=abc", "--data", str(synthetic_csv), "--epochs", "1",
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(done, "lr")
+
+
+def test_unknown_study_in_best_is_one_line(tmp_path):
+    assert_one_line_error(run_cli("best", "--study", "nope", cwd=tmp_path), "nope")
