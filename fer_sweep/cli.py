@@ -109,6 +109,11 @@ def train(
     import threading
 
     from fer_sweep.config import load_config
+
+    if not resume:  # a bad config is refused before TensorFlow and MLflow load
+        cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
+                          subset=subset)  # fmt: skip
+
     from fer_sweep.data import load_dataset
     from fer_sweep.run import tracked_train, workdir_for
     from fer_sweep.study import graceful_interrupt
@@ -124,9 +129,6 @@ def train(
         cfg = config_from_run(client, resume)
         run_id = run.info.run_id
         client.set_terminated(run_id, "RUNNING")  # reopened: the same run continues
-    else:
-        cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
-                          subset=subset)  # fmt: skip
     dataset = load_dataset(data)
     if not resume:
         run_id = start_run(client, experiment, cfg, run_name=preset or (config and config.stem))
@@ -286,6 +288,26 @@ def ui(
         cmd += ["--default-artifact-root", (store_dir() / "artifacts").as_uri()]
     print(f"MLflow UI on http://127.0.0.1:{port} ({uri}); Ctrl-C stops it", file=sys.stderr)
     raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def bench(
+    data: DataOpt = None,
+    arch: Annotated[str, typer.Option(help="architecture A-F")] = "C",
+    quick: Annotated[bool, typer.Option("--quick", help="fewer, shorter rounds")] = False,
+    out: Annotated[Path, typer.Option("--out", help="folder for the JSON result")] = Path(
+        "benchmarks/results"
+    ),
+) -> None:
+    """Throughput benchmark: the trainer beside a hand-written Keras baseline, same process."""
+    from fer_sweep.bench import render, run_benchmark
+    from fer_sweep.data import resolve_data_path
+
+    arch = arch.upper()
+    if arch not in ("A", "B", "C", "D", "E", "F"):
+        raise UserError(f"--arch {arch!r}: expected one of A, B, C, D, E, F")
+    result = run_benchmark(data=resolve_data_path(data), arch=arch, quick=quick, out_dir=out)
+    print(render(result))
 
 
 def main(argv: list[str] | None = None) -> None:
