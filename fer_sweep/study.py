@@ -28,6 +28,7 @@ from pathlib import Path
 
 import keras
 import optuna
+import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -186,7 +187,7 @@ def create_or_resume(
     )
     text = spec.path.read_text()
     known = study.user_attrs.get("spec_text")
-    if known is not None and known != text:
+    if known is not None and _definition(known) != _definition(text):
         raise UserError(
             f"study '{name}' was created from another version of {spec.path}; "
             f"put the change in a new sweep file (or a new 'name:'), or delete the study"
@@ -213,6 +214,13 @@ def create_or_resume(
 
 def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and "interrupted" in t.user_attrs
+
+
+def _definition(text: str) -> dict:
+    """What a sweep file asks for; its description and comments may change under a study."""
+    data = yaml.safe_load(text) or {}
+    data.pop("description", None)
+    return data
 
 
 def _queued_points(spec: SweepSpec) -> list[dict]:

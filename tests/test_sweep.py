@@ -157,3 +157,17 @@ def test_two_workers_share_one_study_without_lost_or_duplicated_trials(tmp_path,
     children = _children(connect(), "pair-tiny")[1]
     assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == [0, 1, 2, 3]
     assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
+    from fer_sweep.errors import UserError
+    from fer_sweep.study import create_or_resume
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    create_or_resume(load_sweep(path))
+    path.write_text(TINY.replace("three dropout arms", "three dropout arms, reworded"))
+    create_or_resume(load_sweep(path))  # only the description changed: the study resumes
+    path.write_text(TINY.replace("batch_size: 32", "batch_size: 64"))
+    with pytest.raises(UserError, match="created from another version"):
+        create_or_resume(load_sweep(path))
