@@ -139,19 +139,20 @@ def _table(ranked: list[Ranked], thesis: list[dict]) -> str:
     from rich.table import Table
 
     console = Console(record=True, width=160, file=io.StringIO())
+
+    def table(title: str, head: list[str], rows: list[list[str]]) -> Table:
+        out = Table(title=title)
+        for h in head:
+            out.add_column(h, overflow="fold")
+        for row in rows:
+            out.add_row(*row)
+        return out
+
     if ranked:
-        table = Table(title="fer-sweep: best trials by PublicTest accuracy")
-        for h in HEAD:
-            table.add_column(h, overflow="fold")
-        for r in ranked:
-            table.add_row(*_cells(r))
-        console.print(table)
+        title = "fer-sweep: best trials by PublicTest accuracy"
+        console.print(table(title, HEAD, [_cells(r) for r in ranked]))
     else:
         console.print("No finished trial yet.")
-    ref = Table(title="The thesis's top 3 (one run each; about 1 point is noise)")
-    for h in THESIS_HEAD:
-        ref.add_column(h, overflow="fold")
-    for t in thesis:
-        ref.add_row(*_thesis_cells(t))
-    console.print(ref)
+    title = "The thesis's top 3 (one run each; about 1 point is noise)"
+    console.print(table(title, THESIS_HEAD, [_thesis_cells(t) for t in thesis]))
     return console.export_text().rstrip("\n")

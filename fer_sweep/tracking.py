@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from fer_sweep import __version__
 from fer_sweep.config import TrainConfig
+from fer_sweep.data import EMOTIONS
 from fer_sweep.errors import UserError
 
 STORE_DIR = Path("mlruns")
@@ -197,7 +198,7 @@ def log_result(client: MlflowClient, run_id: str, result) -> None:
         "eval_seconds": result.eval_seconds,
     }
     for name, report in (("test", result.test_final), ("best_test", result.test_best)):
-        for label, acc in zip(EMOTION_NAMES, report.per_class, strict=True):
+        for label, acc in zip(list(EMOTIONS), report.per_class, strict=True):
             final[f"{name}_accuracy_{label}"] = acc
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in final.items()])
     client.set_tag(run_id, "fer_sweep.resumed_from_epoch", str(result.resumed_from_epoch))
@@ -206,7 +207,7 @@ def log_result(client: MlflowClient, run_id: str, result) -> None:
         out = Path(tmp)
         for name, report in (("final", result.test_final), ("best", result.test_best)):
             (out / f"confusion_{name}.json").write_text(
-                json.dumps({"labels": EMOTION_NAMES, **report.__dict__}, indent=1)
+                json.dumps({"labels": list(EMOTIONS), **report.__dict__}, indent=1)
             )
             plot_confusion(report, out / f"confusion_{name}.png", title=f"PrivateTest, {name}")
         plot_curves(result.history, out / "learning_curves.png")
@@ -218,6 +219,3 @@ def log_result(client: MlflowClient, run_id: str, result) -> None:
     ckpt = result.workdir / "checkpoint"
     if ckpt.exists():
         client.log_artifacts(run_id, str(ckpt), artifact_path="checkpoints/last")
-
-
-EMOTION_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
