@@ -1,0 +1,55 @@
+"""One name per quantity, in the thesis's split names: MLflow, Optuna attributes and ``best``.
+
+The ``/`` prefix is the split (or ``train``), so the MLflow UI groups the charts by split:
+``train/...`` is the Training split, ``PublicTest/...`` the validation split that selects
+epochs and trials, ``PrivateTest/...`` the test split the thesis reports ("private set
+accuracy"), evaluated once per finished model and never used for selection.
+
+Accuracies are fractions (0-1) in MLflow metrics and Optuna attributes, as Keras reports
+them; tables and notes for people show them in percent with two decimals.
+"""
+
+from __future__ import annotations
+
+from fer_sweep.data import EMOTIONS
+
+# Per epoch, logged with step = epoch (1-based).
+TRAIN_LOSS = "train/loss"
+TRAIN_ACCURACY = "train/accuracy"
+LEARNING_RATE = "train/learning_rate"
+PUBLIC_LOSS = "PublicTest/loss"
+PUBLIC_ACCURACY = "PublicTest/accuracy"
+
+# Keras's names for the same per-epoch numbers (the keys of ``fit``'s logs and of a run's
+# history) mapped to ours: the one place where the two vocabularies meet.
+FROM_KERAS: dict[str, str] = {
+    "loss": TRAIN_LOSS,
+    "accuracy": TRAIN_ACCURACY,
+    "lr": LEARNING_RATE,
+    "val_loss": PUBLIC_LOSS,
+    "val_accuracy": PUBLIC_ACCURACY,
+}
+
+# Once per run.
+PUBLIC_BEST = "PublicTest/accuracy_best"  # the best epoch's: the selection objective
+PUBLIC_FINAL = "PublicTest/accuracy_final"
+PRIVATE_FINAL = "PrivateTest/accuracy_final"  # Table 5.7's number: the final epoch's weights
+PRIVATE_AT_BEST = "PrivateTest/accuracy_at_best_epoch"  # the best-PublicTest epoch's weights
+TRAIN_BEST = "train/accuracy_best"  # what Section 5.3.4 compares
+BEST_EPOCH = "best_epoch"
+EPOCHS_TRAINED = "epochs_trained"
+
+# PrivateTest at the epochs a sweep names (``report_epochs``), logged with step = epoch.
+PRIVATE_AT_EPOCH = "PrivateTest/accuracy_at_epoch"
+
+
+def per_class(which: str, emotion: str) -> str:
+    """PrivateTest accuracy of one class, ``which`` being ``final`` or ``at_best_epoch``."""
+    if which not in ("final", "at_best_epoch") or emotion not in EMOTIONS:
+        raise ValueError(f"no per-class metric for {which!r} / {emotion!r}")
+    return f"PrivateTest_per_class/{which}/{emotion}"
+
+
+def from_keras(logs: dict[str, float]) -> dict[str, float]:
+    """An epoch's Keras logs under our names (keys we do not know pass through unchanged)."""
+    return {FROM_KERAS.get(k, k): float(v) for k, v in logs.items()}
