@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fer_sweep.errors import UserError
 
@@ -41,7 +48,10 @@ class TrainConfig(BaseModel):
 
     # Learning-rate schedule
     schedule: Literal["constant", "time_decay", "step", "reduce_on_plateau", "cosine"] = "step"
-    decay: float = Field(1e-3, ge=0.0)  # time_decay: lr0 / (1 + decay * iterations)
+    decay: float = Field(1e-3, ge=0.0)  # time_decay: lr0 / (1 + decay * t)
+    # What t counts. Keras 2's `decay=` optimizer argument, which the thesis used, counts
+    # updates (batches); the thesis's formula in 5.3.6 writes epochs. Updates is the default.
+    decay_unit: Literal["iteration", "epoch"] = "iteration"
     step_boundaries: tuple[float, ...] = (0.5, 0.75)  # step: where the rate drops
     step_unit: Literal["fraction", "epoch"] = "fraction"  # ...as fractions of the run or epochs
     step_factor: float = Field(0.1, gt=0.0, lt=1.0)  # step and reduce_on_plateau: lr *= factor
@@ -54,6 +64,9 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     precision: Literal["float32", "mixed_bfloat16"] = "float32"
     checkpoint_every: int = Field(5, ge=1)
+    # Epochs after which PrivateTest is evaluated for the report (Section 5.3.1 reports "the
+    # end of the 90th epoch"); never used to select anything.
+    report_epochs: tuple[int, ...] = ()
 
     # Data and augmentation (training split only)
     subset: int = Field(0, ge=0)  # images per split, class proportions kept; 0 = all
@@ -64,25 +77,58 @@ class TrainConfig(BaseModel):
     hflip: bool = True
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
 
+    @field_validator("step_boundaries", "report_epochs", mode="before")
+    @classmethod
+    def _from_params(cls, value: Any) -> Any:
+        # MLflow params are strings: a list comes back as "0.5,0.75" ("" for an empty one).
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
             raise ValueError("nesterov needs optimizer sgd with momentum > 0")
         if self.schedule == "step":
-            b = self.step_boundaries
-            if not b:
-                raise ValueError("schedule step needs at least one step_boundaries value")
-            if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
-                raise ValueError("step_boundaries must be positive and strictly increasing")
-            if self.step_unit == "fraction" and b[-1] >= 1.0:
-                raise ValueError("step_boundaries as fractions must lie in (0, 1)")
+            self._check_step_boundaries()
+        r = self.report_epochs
+        if any(e < 1 for e in r) or list(r) != sorted(set(r)):
+            raise ValueError(f"report_epochs {list(r)} must be epochs >= 1, strictly increasing")
+        if r and r[-1] > self.epochs:
+            raise ValueError(f"report_epochs {list(r)} go past the run's {self.epochs} epochs")
         return self
 
-    def step_epochs(self) -> list[int]:
-        """Epochs after which a step schedule drops the rate (a fraction f means f * epochs)."""
+    def _check_step_boundaries(self) -> None:
+        b = self.step_boundaries
+        if not b:
+            raise ValueError("schedule step needs at least one step_boundaries value")
+        if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
+            raise ValueError(f"step_boundaries {list(b)} must be positive and strictly increasing")
+        if self.step_unit == "fraction":
+            if b[-1] >= 1.0:
+                raise ValueError(f"step_boundaries {list(b)} as fractions must lie in (0, 1)")
+            return
+        if any(x != int(x) for x in b):
+            raise ValueError(f"step_boundaries {list(b)} in epochs must be whole epochs")
+        if b[-1] >= self.epochs:
+            raise ValueError(
+                f"step_boundaries {list(b)}: a drop after epoch {int(b[-1])} never happens in a "
+                f"{self.epochs}-epoch run"
+            )
+
+    def step_epochs(self) -> list[int] | None:
+        """Epochs after which a step schedule drops the rate, or None for a run too short to
+        give every step a whole epoch (its drops fall within epochs; see schedules.py).
+
+        Epoch boundaries are used as given. A fraction ``f`` means after epoch
+        ``round(f * epochs)``, moved the least needed so that every step keeps at least one
+        epoch: 0.5 / 0.75 of 80 epochs is 40 / 60, of 10 is 5 / 8, of 3 is 1 / 2.
+        """
         if self.step_unit == "epoch":
             return [int(b) for b in self.step_boundaries]
-        return [max(1, round(f * self.epochs)) for f in self.step_boundaries]
+        if self.epochs <= len(self.step_boundaries):
+            return None
+        return spread([f * self.epochs for f in self.step_boundaries], self.epochs)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return make_config({**self.model_dump(), **changes})
@@ -96,6 +142,21 @@ class TrainConfig(BaseModel):
 
 
 KNOWN_KEYS: tuple[str, ...] = tuple(TrainConfig.model_fields)
+
+
+def spread(points: list[float], total: int) -> list[int]:
+    """``points`` rounded to whole units in ``[1, total - 1]``, moved the least needed to be
+    strictly increasing, so that every interval between them keeps at least one unit."""
+    n = len(points)
+    if total <= n:
+        raise ValueError(f"{n} drop(s) need at least {n + 1} units, got {total}")
+    out = [round(p) for p in points]
+    for i in range(n):  # at least one unit before each point...
+        out[i] = max(out[i], out[i - 1] + 1 if i else 1)
+    for i in reversed(range(n)):  # ...and at least one after it
+        out[i] = min(out[i], out[i + 1] - 1 if i < n - 1 else total - 1)
+    return out
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tables 5.6 and 5.7: Type C, ELU, BN after the activation, He normal, Adam, augmentation.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import keras
 
-from fer_sweep.config import TrainConfig
+from fer_sweep.config import TrainConfig, spread
+from fer_sweep.errors import UserError
 
 
 def step_iteration_boundaries(config: TrainConfig, steps_per_epoch: int) -> list[int]:
@@ -16,9 +17,22 @@ def step_iteration_boundaries(config: TrainConfig, steps_per_epoch: int) -> list
 
     ``PiecewiseConstantDecay`` keeps value ``i`` while ``step <= boundary[i]``; the last
     update of epoch ``e`` is iteration ``e * steps_per_epoch - 1``, so the drop "after epoch
-    e" sits exactly there.
+    e" sits exactly there. A run too short to give every step a whole epoch (a 1- or 2-epoch
+    smoke run of a two-drop schedule) drops at the same fractions of its updates instead,
+    so that no step is skipped.
     """
-    return [e * steps_per_epoch - 1 for e in config.step_epochs()]
+    epochs = config.step_epochs()
+    if epochs is not None:
+        return [e * steps_per_epoch - 1 for e in epochs]
+    total = config.epochs * steps_per_epoch
+    try:
+        firsts = spread([f * total for f in config.step_boundaries], total)
+    except ValueError:
+        raise UserError(
+            f"a step schedule with {len(config.step_boundaries)} drop(s) needs more than "
+            f"{total} updates: use more epochs, more images or a smaller batch"
+        ) from None
+    return [u - 1 for u in firsts]  # u is the first update at the lower rate
 
 
 def make_learning_rate(
@@ -27,7 +41,8 @@ def make_learning_rate(
     """The optimizer's ``learning_rate`` for ``config.schedule``.
 
     - ``constant`` and ``reduce_on_plateau``: a float (the plateau callback changes it).
-    - ``time_decay``: Keras-2 ``decay`` semantics, ``lr0 / (1 + decay * iterations)``.
+    - ``time_decay``: ``lr0 / (1 + decay * t)``, ``t`` counting updates (Keras 2's ``decay``
+      semantics, the default) or completed epochs (``decay_unit: epoch``).
     - ``step``: ``lr0 * factor**k`` after the k-th boundary (epochs, or fractions of the run).
     - ``cosine``: from ``lr0`` to ``min_lr`` over the whole run.
     """
@@ -35,8 +50,13 @@ def make_learning_rate(
     if config.schedule in ("constant", "reduce_on_plateau"):
         return lr
     if config.schedule == "time_decay":
+        # Per epoch: t = completed epochs, i.e. whole multiples of the epoch's updates.
+        per_epoch = config.decay_unit == "epoch"
         return keras.optimizers.schedules.InverseTimeDecay(
-            initial_learning_rate=lr, decay_steps=1, decay_rate=config.decay
+            initial_learning_rate=lr,
+            decay_steps=steps_per_epoch if per_epoch else 1,
+            decay_rate=config.decay,
+            staircase=per_epoch,
         )
     if config.schedule == "step":
         bounds = step_iteration_boundaries(config, steps_per_epoch)

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import keras
 import mlflow
@@ -149,11 +148,7 @@ def config_from_run(client: MlflowClient, run_id: str) -> TrainConfig:
     from fer_sweep.config import make_config
 
     params = client.get_run(run_id).data.params
-    values: dict[str, Any] = {}
-    for key, raw in params.items():
-        if key not in TrainConfig.model_fields:
-            continue
-        values[key] = raw.split(",") if key == "step_boundaries" else raw
+    values = {k: v for k, v in params.items() if k in TrainConfig.model_fields}
     return make_config(values, origin=f"run {run_id}")
 
 

@@ -45,8 +45,8 @@ def test_invalid_values_are_one_line_user_errors(values, words):
 def test_overrides_file_and_precedence(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("arch: E\nlr: 1e-2\n")
-    cfg = load_config(path=path, preset="thesis-top2", overrides=["lr=3e-4", "hflip=no"], epochs=2)
-    assert (cfg.arch, cfg.lr, cfg.hflip, cfg.epochs, cfg.fc_dropout) == ("E", 3e-4, False, 2, 0.5)
+    cfg = load_config(path=path, preset="thesis-top2", overrides=["lr=3e-4", "hflip=no"], epochs=3)
+    assert (cfg.arch, cfg.lr, cfg.hflip, cfg.epochs, cfg.fc_dropout) == ("E", 3e-4, False, 3, 0.5)
 
 
 def test_bad_override_and_bad_file(tmp_path):
@@ -67,15 +67,40 @@ def test_bad_override_and_bad_file(tmp_path):
 
 
 def test_params_round_trip():
-    cfg = load_config(preset="thesis-top1", step_boundaries=(0.25, 0.5, 0.75))
-    params = cfg.to_params()
-    assert all(isinstance(v, str) for v in params.values())
-    values = {k: (v.split(",") if k == "step_boundaries" else v) for k, v in params.items()}
-    assert TrainConfig(**values) == cfg
+    for cfg in (
+        load_config(preset="thesis-top1", step_boundaries=(0.25, 0.5, 0.75)),
+        load_config(preset="thesis-top1", report_epochs=(40, 80)),
+    ):
+        params = cfg.to_params()
+        assert all(isinstance(v, str) for v in params.values())
+        assert TrainConfig(**params) == cfg
 
 
 def test_step_epochs_scale_with_a_shortened_run():
     assert load_config(preset="thesis-top1", epochs=8).step_epochs() == [4, 6]
-    assert load_config(preset="thesis-top1", epochs=2).step_epochs() == [1, 2]
-    fixed = load_config(schedule="step", step_unit="epoch", step_boundaries=(40, 60), epochs=8)
+    assert load_config(preset="thesis-top1", epochs=10).step_epochs() == [5, 8]
+    # 0.5 and 0.75 of 3 epochs both round to 2: the steps are spread so none is skipped.
+    assert load_config(preset="thesis-top1", epochs=3).step_epochs() == [1, 2]
+    assert load_config(preset="thesis-top1", epochs=4).step_epochs() == [2, 3]
+    assert load_config(preset="thesis-top1", epochs=2).step_epochs() is None  # within epochs
+    fixed = load_config(schedule="step", step_unit="epoch", step_boundaries=(40, 60), epochs=80)
     assert fixed.step_epochs() == [40, 60]
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"schedule": "step", "step_unit": "epoch", "step_boundaries": (40, 40)}, "strictly"),
+        ({"schedule": "step", "step_unit": "epoch", "step_boundaries": (40, 80)}, "never happens"),
+        ({"schedule": "step", "step_unit": "epoch", "step_boundaries": (40.5,)}, "whole epochs"),
+        (
+            {"schedule": "step", "step_unit": "epoch", "step_boundaries": (8, 12), "epochs": 10},
+            "never happens",
+        ),  # fmt: skip
+        ({"report_epochs": (90,), "epochs": 80}, "past the run"),
+        ({"report_epochs": (60, 40)}, "strictly increasing"),
+    ],
+)
+def test_step_boundaries_and_report_epochs_outside_the_run_are_refused(values, words):
+    with pytest.raises(UserError, match=words):
+        make_config(values)

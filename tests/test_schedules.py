@@ -6,6 +6,7 @@ import keras
 import pytest
 
 from fer_sweep.config import load_config
+from fer_sweep.errors import UserError
 from fer_sweep.schedules import make_learning_rate, make_optimizer, step_iteration_boundaries
 
 
@@ -19,6 +20,34 @@ def test_time_decay_counts_iterations_not_epochs():
     sched = make_learning_rate(cfg, steps_per_epoch=225)
     for t in (0, 1, 10, 225, 1000, 22_500):
         assert _lr(sched, t) == pytest.approx(0.1 / (1 + 1e-3 * t), rel=1e-6)
+
+
+def test_time_decay_per_epoch_counts_completed_epochs():
+    cfg = load_config(optimizer="sgd", lr=0.1, schedule="time_decay", decay=1e-3,
+                      decay_unit="epoch")  # fmt: skip
+    sched = make_learning_rate(cfg, steps_per_epoch=225)
+    for t, epochs_done in ((0, 0), (224, 0), (225, 1), (449, 1), (22_500, 100)):
+        assert _lr(sched, t) == pytest.approx(0.1 / (1 + 1e-3 * epochs_done), rel=1e-6)
+
+
+def test_a_short_run_keeps_every_step():
+    # epochs=3 with drops at 0.5 / 0.75 of the run: 1e-3, 1e-4, 1e-5, one epoch each.
+    cfg = load_config(preset="thesis-top1", epochs=3)
+    sched = make_learning_rate(cfg, steps_per_epoch=10)
+    assert [_lr(sched, e * 10) for e in range(3)] == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_a_run_too_short_for_whole_epoch_steps_drops_within_epochs():
+    cfg = load_config(preset="thesis-top1", epochs=2)  # two drops, two epochs
+    assert step_iteration_boundaries(cfg, 10) == [9, 14]  # 0.5 and 0.75 of 20 updates
+    sched = make_learning_rate(cfg, steps_per_epoch=10)
+    assert [_lr(sched, t) for t in (9, 10, 14, 15, 19)] == pytest.approx(
+        [1e-3, 1e-4, 1e-4, 1e-5, 1e-5]
+    )
+    # Three updates in all: one per step.
+    assert step_iteration_boundaries(load_config(preset="thesis-top1", epochs=1), 3) == [0, 1]
+    with pytest.raises(UserError, match="needs more than 2 updates"):
+        step_iteration_boundaries(load_config(preset="thesis-top1", epochs=1), 2)
 
 
 def test_step_boundaries_fall_between_epochs():
