@@ -117,8 +117,8 @@ def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
     """One smoke-budget trial through a sweep worker; wall time and time inside train/eval."""
     import yaml
 
-    from fer_sweep.space import load_sweep
     from fer_sweep.study import Worker, create_or_resume
+    from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
 
     base = {k: v for k, v in load_config(preset=PRESET, arch=arch).model_dump().items()}

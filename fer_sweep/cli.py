@@ -178,8 +178,8 @@ def sweep(
 ) -> None:
     """Run (or resume) the study of a sweep file: finished trials are kept, missing ones run."""
     from fer_sweep.data import load_dataset, resolve_data_path
-    from fer_sweep.space import load_sweep
     from fer_sweep.sweep import run_sweep
+    from fer_sweep.sweepfile import load_sweep
 
     spec = load_sweep(name)
     data_path = resolve_data_path(data)
@@ -242,8 +242,8 @@ def study_create(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Create (or update) a study and its MLflow parent run without running any trial."""
-    from fer_sweep.space import load_sweep
     from fer_sweep.study import create_or_resume, parent_run
+    from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
 
     client = connect(tracking_uri)

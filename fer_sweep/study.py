@@ -34,14 +34,9 @@ from optuna.trial import TrialState
 
 from fer_sweep.config import make_config
 from fer_sweep.errors import UserError
-from fer_sweep.space import (
-    SweepSpec,
-    load_sweep,
-    make_pruner,
-    make_sampler,
-    suggest,
-    trial_config_values,
-)
+from fer_sweep.samplers import make_pruner, make_sampler
+from fer_sweep.space import SweepSpec, suggest, trial_config_values
+from fer_sweep.sweepfile import load_sweep
 from fer_sweep.tracking import store_dir
 
 HEARTBEAT_SECONDS = 20

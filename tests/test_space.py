@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 import pytest
 
-from fer_sweep import space
+from fer_sweep import samplers, space, sweepfile
 from fer_sweep.config import PRESETS, TrainConfig, make_config
 from fer_sweep.errors import UserError
 
@@ -54,14 +54,14 @@ def write_sweep(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
 
 
 def test_the_shipped_sweeps_are_all_there() -> None:
-    assert space.list_sweeps() == sorted(SHIPPED_GRIDS)
+    assert sweepfile.list_sweeps() == sorted(SHIPPED_GRIDS)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_GRIDS))
 def test_shipped_sweep_loads_with_description_grid_and_budget(name: str) -> None:
-    spec = space.load_sweep(name)
+    spec = sweepfile.load_sweep(name)
     assert spec.name == name
-    assert spec.path == space.sweeps_dir() / f"{name}.yaml"
+    assert spec.path == sweepfile.sweeps_dir() / f"{name}.yaml"
     assert "5.3" in spec.description
     assert spec.grid_size() == SHIPPED_GRIDS[name]
     if spec.grid_size() is not None:
@@ -73,12 +73,12 @@ def test_shipped_sweep_loads_with_description_grid_and_budget(name: str) -> None
 
 @pytest.mark.parametrize("name", [n for n, g in SHIPPED_GRIDS.items() if g])
 def test_every_grid_point_of_an_arm_file_is_a_distinct_valid_config(name: str) -> None:
-    configs = grid_configs(space.load_sweep(name))
+    configs = grid_configs(sweepfile.load_sweep(name))
     assert len({c.model_dump_json() for c in configs}) == SHIPPED_GRIDS[name]
 
 
 def test_augmentation_arms() -> None:
-    configs = grid_configs(space.load_sweep("augmentation"))
+    configs = grid_configs(sweepfile.load_sweep("augmentation"))
     assert {(c.augment, c.rescale) for c in configs} == {(True, True), (True, False), (False, True)}
     for c in configs:
         assert (c.arch, c.activation, c.bn_position, c.batch_size) == ("C", "relu", "after", 128)
@@ -87,7 +87,7 @@ def test_augmentation_arms() -> None:
 
 
 def test_dropout_arms_are_table_5_5_plus_off_on_the_5_3_7_base() -> None:
-    configs = grid_configs(space.load_sweep("dropout"))
+    configs = grid_configs(sweepfile.load_sweep("dropout"))
     rates = {(c.conv_dropout, c.fc_dropout) for c in configs}
     assert rates == {(0.25, 0.5), (0.3, 0.3), (0.5, 0.5), (0.8, 0.8), (0.0, 0.8), (0.0, 0.0)}
     for c in configs:
@@ -97,7 +97,7 @@ def test_dropout_arms_are_table_5_5_plus_off_on_the_5_3_7_base() -> None:
 
 
 def test_momentum_arms() -> None:
-    configs = grid_configs(space.load_sweep("momentum"))
+    configs = grid_configs(sweepfile.load_sweep("momentum"))
     assert {(c.momentum, c.nesterov) for c in configs} == {
         (0.0, False),
         (0.9, True),
@@ -110,7 +110,7 @@ def test_momentum_arms() -> None:
 
 
 def test_bn_position_arms() -> None:
-    configs = grid_configs(space.load_sweep("bn_position"))
+    configs = grid_configs(sweepfile.load_sweep("bn_position"))
     assert {(c.arch, c.activation, c.bn_position) for c in configs} == {
         ("A", "relu", "after"),
         ("A", "relu", "before"),
@@ -120,7 +120,7 @@ def test_bn_position_arms() -> None:
 
 
 def test_architecture_arms() -> None:
-    configs = grid_configs(space.load_sweep("architecture"))
+    configs = grid_configs(sweepfile.load_sweep("architecture"))
     assert {(c.arch, c.fc_l2) for c in configs} == set(itertools.product("ABCDEF", (0.0, 0.01)))
     assert {(c.activation, c.bn_position, c.optimizer) for c in configs} == {
         ("relu", "after", "sgd")
@@ -128,7 +128,7 @@ def test_architecture_arms() -> None:
 
 
 def test_lr_decay_arms() -> None:
-    configs = grid_configs(space.load_sweep("lr_decay"))
+    configs = grid_configs(sweepfile.load_sweep("lr_decay"))
     arms = {(c.optimizer, c.lr, c.nesterov, c.schedule) for c in configs}
     assert arms == {
         ("sgd", 0.1, True, "time_decay"),
@@ -140,7 +140,7 @@ def test_lr_decay_arms() -> None:
 
 
 def test_optimizer_arms() -> None:
-    configs = grid_configs(space.load_sweep("optimizer"))
+    configs = grid_configs(sweepfile.load_sweep("optimizer"))
     assert {(c.optimizer, c.momentum, c.nesterov) for c in configs} == {
         ("sgd", 0.0, False),
         ("sgd", 0.9, False),
@@ -151,8 +151,8 @@ def test_optimizer_arms() -> None:
 
 
 def test_a_grid_study_runs_every_arm_once_and_stops() -> None:
-    spec = space.load_sweep("dropout")
-    study = optuna.create_study(direction="maximize", sampler=space.make_sampler(spec))
+    spec = sweepfile.load_sweep("dropout")
+    study = optuna.create_study(direction="maximize", sampler=samplers.make_sampler(spec))
     seen = []
 
     def objective(trial: optuna.Trial) -> float:
@@ -167,7 +167,7 @@ def test_a_grid_study_runs_every_arm_once_and_stops() -> None:
 
 
 def test_thesis_top3_trials_equal_the_presets() -> None:
-    spec = space.load_sweep("thesis_top3")
+    spec = sweepfile.load_sweep("thesis_top3")
     assert spec.n_trials == 3 and len(spec.trials) == 3
     for preset, trial in zip(
         ("thesis-top1", "thesis-top2", "thesis-top3"), spec.trials, strict=True
@@ -177,8 +177,8 @@ def test_thesis_top3_trials_equal_the_presets() -> None:
 
 
 def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
-    spec = space.load_sweep("thesis_top3")
-    study = optuna.create_study(direction="maximize", sampler=space.make_sampler(spec))
+    spec = sweepfile.load_sweep("thesis_top3")
+    study = optuna.create_study(direction="maximize", sampler=samplers.make_sampler(spec))
     for trial in spec.trials:
         study.enqueue_trial(trial)
     seen: list[TrainConfig] = []
@@ -197,7 +197,7 @@ def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
 
 
 def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
-    spec = space.load_sweep("joint")
+    spec = sweepfile.load_sweep("joint")
     common = dict(
         arch="C", activation="elu", bn_position="after", conv_dropout=0.3, fc_dropout=0.3,
         initializer="he_normal", batch_size=64, fc_l2=0.0, augment=True,
@@ -222,9 +222,9 @@ def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
 
 
 def test_suggest_in_a_real_study_respects_conditions() -> None:
-    spec = space.load_sweep("joint")
+    spec = sweepfile.load_sweep("joint")
     study = optuna.create_study(
-        direction="maximize", sampler=space.make_sampler(spec), pruner=space.make_pruner(spec)
+        direction="maximize", sampler=samplers.make_sampler(spec), pruner=samplers.make_pruner(spec)
     )
 
     def objective(trial: optuna.Trial) -> float:
@@ -246,7 +246,7 @@ def test_suggest_in_a_real_study_respects_conditions() -> None:
 
 
 def test_expand_rebuilds_config_values_from_recorded_params() -> None:
-    spec = space.load_sweep("bn_position")
+    spec = sweepfile.load_sweep("bn_position")
     values = space.expand(spec, {"model": "Type A + ReLU", "bn_position": "before"})
     assert values == {"arch": "A", "activation": "relu", "bn_position": "before"}
     with pytest.raises(UserError, match=r"bn_position\.yaml: space\.bn_position"):
@@ -254,17 +254,17 @@ def test_expand_rebuilds_config_values_from_recorded_params() -> None:
 
 
 def test_float_steps_come_back_rounded() -> None:
-    spec = space.load_sweep("joint")
+    spec = sweepfile.load_sweep("joint")
     assert spec.params["conv_dropout"].config_values(0.15000000000000002) == {"conv_dropout": 0.15}
 
 
 def test_distributions_cover_the_sampled_parameters() -> None:
-    spec = space.load_sweep("joint")
+    spec = sweepfile.load_sweep("joint")
     dists = space.distributions(spec)
     assert list(dists) == list(spec.params)
     assert dists["adam_lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
     assert dists["conv_dropout"].step == 0.05
-    labels = space.distributions(space.load_sweep("dropout"))["dropout"].choices
+    labels = space.distributions(sweepfile.load_sweep("dropout"))["dropout"].choices
     assert "0.3 all" in labels
 
 
@@ -280,17 +280,17 @@ def test_budgets_apply() -> None:
 
 
 def test_budgets_scale_fraction_schedules_and_keep_thesis_epochs() -> None:
-    spec = space.load_sweep("dropout")
+    spec = sweepfile.load_sweep("dropout")
     sampled = space.expand(spec, {"dropout": "0.3 all"})
     quick = make_config(space.trial_config_values(spec, sampled, spec.budget("quick")))
     assert (quick.epochs, quick.step_epochs()) == (10, [5, 8])
     full = make_config(space.trial_config_values(spec, sampled, spec.budget("thesis")))
     assert (full.epochs, full.subset) == (80, 0)
-    assert space.load_sweep("momentum").budget("thesis").apply({"epochs": 100})["epochs"] == 100
+    assert sweepfile.load_sweep("momentum").budget("thesis").apply({"epochs": 100})["epochs"] == 100
 
 
 def test_file_budgets_and_the_default() -> None:
-    spec = space.load_sweep("architecture")
+    spec = sweepfile.load_sweep("architecture")
     assert spec.budget(None) == spec.budget("slice") == space.Budget(subset=7000, epochs=15)
     assert set(space.BUILTIN_BUDGETS) < set(spec.budgets)
     with pytest.raises(UserError) as err:
@@ -408,7 +408,7 @@ def test_a_wrong_file_fails_with_one_line_naming_file_and_key(tmp_path: Path, ca
     text, expected = WRONG[case]
     path = write_sweep(tmp_path, text)
     with pytest.raises(UserError) as err:
-        space.load_sweep(path)
+        sweepfile.load_sweep(path)
     message = str(err.value)
     assert message.startswith(f"{path}:"), message
     assert expected in message, message
@@ -418,13 +418,13 @@ def test_a_wrong_file_fails_with_one_line_naming_file_and_key(tmp_path: Path, ca
 def test_a_missing_file_or_name_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nowhere.yaml"
     with pytest.raises(UserError, match="nowhere.yaml: no such file"):
-        space.load_sweep(missing)
+        sweepfile.load_sweep(missing)
     with pytest.raises(UserError, match="no such sweep 'nosuch'; known sweeps: .*joint"):
-        space.load_sweep("nosuch")
+        sweepfile.load_sweep("nosuch")
 
 
 def test_the_good_space_loads_with_defaults(tmp_path: Path) -> None:
-    spec = space.load_sweep(write_sweep(tmp_path, GOOD_SPACE, "good.yaml"))
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE, "good.yaml"))
     assert spec.name == "good" and spec.description == ""
     assert spec.sampler == {"type": "tpe", "seed": 0} and spec.pruner == {"type": "none"}
     assert (spec.n_trials, spec.timeout, spec.default_budget) == (None, None, "quick")
@@ -433,11 +433,11 @@ def test_the_good_space_loads_with_defaults(tmp_path: Path) -> None:
 
 def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
     text = GOOD_SPACE.replace("1.0e-4", "1e-4") + "timeout: 1h30m\n"
-    spec = space.load_sweep(write_sweep(tmp_path, text, "t.yaml"))
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "t.yaml"))
     assert spec.timeout == 5400.0
     assert spec.params["lr"].low == 1e-4
     assert (
-        space.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "timeout: 90\n", "u.yaml")).timeout
+        sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "timeout: 90\n", "u.yaml")).timeout
         == 90
     )
 
@@ -447,9 +447,9 @@ def test_sweeps_dir_honours_the_environment(
 ) -> None:
     write_sweep(tmp_path, GOOD_SPACE, "mine.yaml")
     monkeypatch.setenv("FER_SWEEP_SWEEPS_DIR", str(tmp_path))
-    assert space.sweeps_dir() == tmp_path
-    assert space.list_sweeps() == ["mine"]
-    assert space.load_sweep("mine").path == tmp_path / "mine.yaml"
+    assert sweepfile.sweeps_dir() == tmp_path
+    assert sweepfile.list_sweeps() == ["mine"]
+    assert sweepfile.load_sweep("mine").path == tmp_path / "mine.yaml"
 
 
 # --------------------------------------------------------------------------- samplers, pruners
@@ -471,8 +471,10 @@ space:
 
 @pytest.mark.parametrize("kind", sorted(SAMPLERS))
 def test_make_sampler_builds_each_type_and_it_samples(tmp_path: Path, kind: str) -> None:
-    spec = space.load_sweep(write_sweep(tmp_path, FINITE_SPACE + f"sampler: {kind}\n", "s.yaml"))
-    sampler = space.make_sampler(spec)
+    spec = sweepfile.load_sweep(
+        write_sweep(tmp_path, FINITE_SPACE + f"sampler: {kind}\n", "s.yaml")
+    )
+    sampler = samplers.make_sampler(spec)
     assert type(sampler) is SAMPLERS[kind]
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: space.suggest(spec, t)["conv_dropout"], n_trials=4)
@@ -481,10 +483,10 @@ def test_make_sampler_builds_each_type_and_it_samples(tmp_path: Path, kind: str)
 
 
 def test_make_sampler_seed_override(tmp_path: Path) -> None:
-    spec = space.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "sampler: random\n", "s.yaml"))
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "sampler: random\n", "s.yaml"))
 
     def first_lr(seed: int | None) -> Any:
-        study = optuna.create_study(sampler=space.make_sampler(spec, seed=seed))
+        study = optuna.create_study(sampler=samplers.make_sampler(spec, seed=seed))
         study.optimize(lambda t: space.suggest(spec, t)["lr"], n_trials=1)
         return study.trials[0].params["lr"]
 
@@ -503,20 +505,20 @@ PRUNERS = {
 def test_make_pruner_builds_each_type(tmp_path: Path, kind: str) -> None:
     cls, options = PRUNERS[kind]
     text = GOOD_SPACE + f"pruner: {{type: {kind}{options}}}\n"
-    pruner = space.make_pruner(space.load_sweep(write_sweep(tmp_path, text, "p.yaml")))
+    pruner = samplers.make_pruner(sweepfile.load_sweep(write_sweep(tmp_path, text, "p.yaml")))
     assert type(pruner) is cls
 
 
 def test_patient_pruner_wraps_median(tmp_path: Path) -> None:
     text = GOOD_SPACE + "pruner: {type: patient, patience: 3, min_delta: 0.01, wrapped: median}\n"
-    spec = space.load_sweep(write_sweep(tmp_path, text, "p.yaml"))
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "p.yaml"))
     assert spec.pruner == {
         "type": "patient",
         "patience": 3,
         "min_delta": 0.01,
         "wrapped": {"type": "median"},
     }
-    pruner = space.make_pruner(spec)
+    pruner = samplers.make_pruner(spec)
     assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
     assert pruner._patience == 3
 
@@ -524,10 +526,10 @@ def test_patient_pruner_wraps_median(tmp_path: Path) -> None:
 def test_tpe_group_without_multivariate_is_refused(tmp_path: Path) -> None:
     text = GOOD_SPACE + "sampler: {type: tpe, multivariate: false, group: true}\n"
     with pytest.raises(UserError, match=r"sampler\.group: group needs the multivariate TPE"):
-        space.load_sweep(write_sweep(tmp_path, text))
+        sweepfile.load_sweep(write_sweep(tmp_path, text))
 
 
 def test_cmaes_needs_a_numeric_parameter(tmp_path: Path) -> None:
     text = "space:\n  optimizer: {type: categorical, choices: [sgd, adam]}\nsampler: cmaes\n"
     with pytest.raises(UserError, match=r"sampler\.type: cmaes samples int and float"):
-        space.load_sweep(write_sweep(tmp_path, text))
+        sweepfile.load_sweep(write_sweep(tmp_path, text))

@@ -8,9 +8,9 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep.ranking import rank_trials, render
-from fer_sweep.space import load_sweep
 from fer_sweep.study import open_storage
 from fer_sweep.sweep import run_sweep
+from fer_sweep.sweepfile import load_sweep
 from fer_sweep.tracking import connect
 
 pytestmark = pytest.mark.slow
