@@ -19,7 +19,7 @@ help:
 	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
-	@echo "make ui                 MLflow UI on the local store, http://127.0.0.1:5000"
+	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
 	@echo "make bench              the throughput benchmark"
 	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1 (state in .services/)"
 	@echo "make services-stop      stop them (their data stays in .services/)"

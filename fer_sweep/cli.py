@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import typer  # noqa: E402
 
 from fer_sweep.errors import UserError  # noqa: E402
+from fer_sweep.ui import DEFAULT_WORKERS as UI_WORKERS  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -271,23 +272,42 @@ def best(
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port on 127.0.0.1")] = 5000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn worker processes (MLflow's own default is 4)")
+    ] = UI_WORKERS,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="open a browser once the UI answers")
+    ] = True,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Open the MLflow UI on the local store (127.0.0.1)."""
-    import subprocess
-
-    from fer_sweep.tracking import connect, store_dir
+    """Open the MLflow UI on the local store (127.0.0.1); Ctrl-C or SIGTERM stops all of it."""
+    from fer_sweep import ui as mlflow_ui
+    from fer_sweep.tracking import connect, is_local, store_dir
     from fer_sweep.tracking import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
+    if not is_local(uri):
+        link = uri.rstrip("/") + "/" + mlflow_ui.RUNS_FRAGMENT
+        raise UserError(f"{uri} is an MLflow server with its own UI: open {link}")
     connect(uri)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", uri]  # fmt: skip
-    if uri.startswith("sqlite:"):
-        cmd += ["--default-artifact-root", (store_dir() / "artifacts").as_uri()]
-    print(f"MLflow UI on http://127.0.0.1:{port} ({uri}); Ctrl-C stops it", file=sys.stderr)
-    raise typer.Exit(subprocess.call(cmd))
+    root = (store_dir() / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+    url = mlflow_ui.landing_url(port)
+    print(f"MLflow UI for {uri}, starting ({workers} worker(s)); Ctrl-C stops it", file=sys.stderr)
+
+    def ready(seconds: float) -> None:
+        print(f"MLflow UI ready after {seconds:.0f} s: {url}", flush=True)
+        if open_browser and mlflow_ui.can_open_browser():
+            import webbrowser
+
+            webbrowser.open(url)
+
+    code = mlflow_ui.serve(mlflow_ui.mlflow_command(uri, port, workers, root), port=port,
+                           env=mlflow_ui.server_env(), on_ready=ready)  # fmt: skip
+    if code >= 128:  # stopped on request (Ctrl-C, SIGTERM): the whole group is gone
+        print("MLflow UI stopped", file=sys.stderr)
+        code = 0
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -1,0 +1,183 @@
+"""The ``ui`` command: MLflow's UI on the local store, started and stopped as one unit.
+
+``mlflow ui`` is a tree of processes: the ``mlflow`` CLI, the uvicorn server it spawns with its
+workers, and a job runner. Killing only the top one (what a plain ``kill`` or a service manager
+does) leaves the rest holding the port. So the tree runs in a process group of its own, and
+stopping ``fer_sweep ui`` (Ctrl-C, SIGTERM, SIGHUP) stops the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+from collections.abc import Callable
+from types import FrameType
+
+from fer_sweep.errors import UserError
+
+HOST = "127.0.0.1"
+# MLflow's own default is 4 uvicorn workers. Each one imports MLflow's whole server at start:
+# on a 2-core machine four of them (and the job runner) took 55 s before the first page. One
+# person browsing one local store is served well by one worker (requests run on its threads).
+DEFAULT_WORKERS = 1
+# MLflow 3 opens in its GenAI mode (traces, no runs) unless the link asks for model training.
+RUNS_FRAGMENT = "#/experiments?workflowType=machine_learning"
+# MLflow's job runner (7 huey consumers, each importing MLflow) serves GenAI jobs: scorers,
+# prompt optimisation, trace roll-ups. A sweep's store has none, and on 2 cores starting it
+# delays the first page; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true in the environment keeps it.
+JOB_RUNNER_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+STOP_SECONDS = 15
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def landing_url(port: int, host: str = HOST) -> str:
+    """The link that opens MLflow's experiments list in model-training mode (runs, not traces)."""
+    return f"http://{host}:{port}/{RUNS_FRAGMENT}"
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def mlflow_command(uri: str, port: int, workers: int, artifact_root: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", HOST, "--port", str(port),
+           "--workers", str(workers), "--backend-store-uri", uri]  # fmt: skip
+    if artifact_root:
+        cmd += ["--default-artifact-root", artifact_root]
+    return cmd
+
+
+def server_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``mlflow ui``: the job runner off unless asked for."""
+    env = dict(os.environ if environ is None else environ)
+    env.setdefault(JOB_RUNNER_ENV, "false")
+    return env
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen, timeout: float) -> float | None:
+    """Seconds until ``url`` answers 200, or None if ``proc`` exits or ``timeout`` passes first."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            return None
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if reply.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return None
+
+
+def can_open_browser() -> bool:
+    """Whether a browser window could appear: a desktop session, and a browser Python knows."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False  # a server or container: a text browser would take over this terminal
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = STOP_SECONDS) -> None:
+    """SIGTERM the process group of ``proc``; SIGKILL whatever is still in it after ``timeout``."""
+    pgid = proc.pid  # the group leader: started with start_new_session
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader so that only live members keep the group alive
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def serve(
+    cmd: list[str],
+    *,
+    port: int,
+    env: dict[str, str] | None = None,
+    on_ready: Callable[[float], None] | None = None,
+    ready_timeout: float = 600,
+) -> int:
+    """Run ``cmd`` (an MLflow server on ``port``) until it exits or this process is told to stop.
+
+    Returns the exit code: the server's own, or 128 + the signal that stopped us.
+    """
+    if not port_is_free(port):
+        raise UserError(f"port {port} on {HOST} is in use (another MLflow UI?); pass --port")
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            raise _Stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    proc = None
+    try:
+        # Its own session: the terminal's Ctrl-C reaches only us, and we stop the whole group.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        if on_ready is not None:
+            threading.Thread(
+                target=lambda: _report_ready(proc, port, on_ready, ready_timeout), daemon=True
+            ).start()
+        return proc.wait()
+    except (_Stop, KeyboardInterrupt):
+        signum = received[0] if received else signal.SIGINT
+        return 128 + signum
+    finally:
+        if proc is not None:
+            # Ignore further signals while the group stops: a second Ctrl-C must not leave
+            # workers behind either.
+            for s in STOP_SIGNALS:
+                signal.signal(s, signal.SIG_IGN)
+            stop_group(proc)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _report_ready(proc, port: int, on_ready: Callable[[float], None], timeout: float) -> None:
+    seconds = wait_until_answering(f"http://{HOST}:{port}/health", proc, timeout)
+    if seconds is not None:
+        on_ready(seconds)
