@@ -136,3 +136,7 @@ class StudyView:
             self.live.update(self.render())
         finally:
             self.live.stop()
+            # Rich ends the last frame with a newline only on a terminal; in a log file or a
+            # pipe the next line (the sweep's closing line) would be glued to the table.
+            if not self.live.console.is_terminal:
+                self.live.console.line()
