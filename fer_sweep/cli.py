@@ -176,13 +176,26 @@ def sweep(
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     live: Annotated[bool, typer.Option(help="live view of the study in the terminal")] = True,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="print each trial's full config at the budget; train and write nothing"
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) the study of a sweep file: finished trials are kept, missing ones run."""
-    from fer_sweep.data import load_dataset, resolve_data_path
-    from fer_sweep.sweep import run_sweep
     from fer_sweep.sweepfile import load_sweep
 
     spec = load_sweep(name)
+    if plan:  # before the imports below, which load TensorFlow
+        from fer_sweep.plan import make_plan, render_plan
+
+        print(render_plan(make_plan(spec, budget)), end="")
+        return
+
+    from fer_sweep.data import load_dataset, resolve_data_path
+    from fer_sweep.sweep import run_sweep
+
     data_path = resolve_data_path(data)
     load_dataset(data_path)  # parse and cache once here, before workers race to do it
     run_sweep(

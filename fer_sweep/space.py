@@ -10,6 +10,7 @@ values they stand for; :func:`trial_config_values` adds the file's ``base`` and 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,10 +26,13 @@ __all__ = [
     "Budget",
     "ParamSpec",
     "SweepSpec",
+    "arms",
     "distributions",
     "expand",
+    "grid_points",
     "suggest",
     "trial_config_values",
+    "trial_label",
 ]
 
 
@@ -41,6 +45,9 @@ class Budget:
     epochs (None = the config's own, which the sweep files set to the thesis's length).
 
     Step schedules are fractions of the run by default, so they shrink with ``epochs``.
+    ``report_epochs`` past a shortened run are dropped: they name epochs of the thesis's
+    run (PrivateTest "at the end of the 90th epoch"), which a 10-epoch run never reaches,
+    and an epoch of a shorter run is not the same point of training.
     """
 
     subset: int
@@ -51,7 +58,15 @@ class Budget:
         out = {**values, "subset": self.subset}
         if self.epochs is not None:
             out["epochs"] = self.epochs
+            if out.get("report_epochs"):
+                out["report_epochs"] = [e for e in out["report_epochs"] if e <= self.epochs]
         return out
+
+    def describe(self) -> str:
+        """The budget in words: ``all images, 10 epochs``."""
+        images = "all images" if self.subset == 0 else f"{self.subset} images per split"
+        epochs = "the file's epochs" if self.epochs is None else f"{self.epochs} epochs"
+        return f"{images}, {epochs}"
 
 
 BUILTIN_BUDGETS: dict[str, Budget] = {
@@ -177,7 +192,9 @@ class ParamSpec:
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep file. ``sampler`` and ``pruner`` always carry ``type`` (and the
-    sampler ``seed``); ``trials`` are parameter values to enqueue before sampling."""
+    sampler ``seed``); ``trials`` are parameter values to enqueue before sampling;
+    ``report`` names per-trial metrics (:mod:`fer_sweep.metric_names`) that ``best`` shows
+    beside the objective, never used to rank."""
 
     name: str
     description: str
@@ -192,6 +209,7 @@ class SweepSpec:
     budgets: dict[str, Budget]
     default_budget: str
     trials: tuple[dict[str, Any], ...] = ()
+    report: tuple[str, ...] = ()
 
     def budget(self, name: str | None) -> Budget:
         """The named budget; None means ``default_budget``."""
@@ -250,6 +268,37 @@ def trial_config_values(
 ) -> dict[str, Any]:
     """Config values for one trial: ``base``, then the sampled values, then the budget."""
     return budget.apply({**copy.deepcopy(spec.base), **sampled})
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every point of the space's grid as parameter values, in file order (the first
+    parameter varies slowest). GridSampler visits the same points in a shuffled order."""
+    grid = grid_space(spec.params)
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def arms(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The trials a sweep fixes in advance, as parameter values: every grid point of a grid
+    sweep, else the enqueued ``trials`` (empty when everything is sampled)."""
+    if spec.sampler["type"] == "grid":
+        return grid_points(spec)
+    return [dict(t) for t in spec.trials]
+
+
+def trial_label(spec: SweepSpec, params: Mapping[str, Any]) -> str:
+    """A trial in words: ``name=value`` for each sampled parameter it has, in file order,
+    e.g. ``dropout=0.8 FC only`` or ``arch=A, setup=SGD no decay (Fig. 5.10)``.
+
+    Fixed parameters are left out (every trial has them); floats keep 4 significant digits.
+    """
+    parts = []
+    for name, param in spec.params.items():
+        if param.type == "fixed" or name not in params:
+            continue
+        value = params[name]
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        parts.append(f"{name}={shown}")
+    return ", ".join(parts)
 
 
 def distributions(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:

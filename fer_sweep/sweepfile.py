@@ -19,6 +19,7 @@ Top-level keys (only ``space`` is required)::
     budgets: {slice: {subset: 7000, epochs: 15}}   # added to smoke / quick / thesis
     default_budget: quick
     trials: [{optimizer: adam, lr: 0.001}]          # param values enqueued before sampling
+    report: [train/accuracy_best]   # per-trial metrics `best` shows beside the objective
 
 Parameters, sampled in file order (``key`` makes a parameter set a config key of another
 name, so two parameters with exclusive ``when`` conditions can both set ``lr``)::
@@ -43,8 +44,10 @@ of named arms are their labels. ``subset`` belongs to the budget and may not be 
 Validation goes beyond the schema: every value is checked against its TrainConfig field,
 and whole combinations are checked with :func:`fer_sweep.config.make_config` -- every grid
 point of a grid sweep, and for other samplers every combination of categorical choices and
-range ends (a fixed-seed sample of them when there are too many), so that a trial cannot
-die hours in with an inconsistent config such as Nesterov without momentum.
+range ends (a fixed-seed sample of them when there are too many), each alone and under
+every budget of the file (the built-in ones included) -- so that a trial cannot die hours in
+with an inconsistent config such as Nesterov without momentum, and a smoke run cannot cut a
+schedule given in epochs.
 
 YAML note: sweep files read ``1e-3`` as a number (YAML 1.2), not as the string that plain
 PyYAML (YAML 1.1) makes of it.
@@ -64,6 +67,7 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
+from fer_sweep import metric_names
 from fer_sweep.config import KNOWN_KEYS, TrainConfig, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.samplers import (
@@ -117,7 +121,7 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
 
 TOP_LEVEL_KEYS = (
     "name", "description", "base", "space", "sampler", "pruner", "objective",
-    "n_trials", "timeout", "budgets", "default_budget", "trials",
+    "n_trials", "timeout", "budgets", "default_budget", "trials", "report",
 )  # fmt: skip
 PARAM_TYPES = ("categorical", "float", "int", "fixed")
 PARAM_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -127,6 +131,17 @@ PARAM_OPTIONS: dict[str, tuple[str, ...]] = {
     "fixed": ("type", "value", "key", "when"),
 }
 BUDGET_KEYS = ("subset", "epochs")
+# What ``report:`` may name: the numbers a finished trial records once (the per-epoch
+# curves are in MLflow). ``best`` shows them beside the objective and never ranks by them.
+REPORT_METRICS = (
+    metric_names.TRAIN_BEST,
+    metric_names.PUBLIC_FINAL,
+    metric_names.PRIVATE_FINAL,
+    metric_names.PRIVATE_AT_BEST,
+    metric_names.PRIVATE_AT_EPOCH,
+    metric_names.BEST_EPOCH,
+    metric_names.EPOCHS_TRAINED,
+)
 OBJECTIVE_KEYS = ("metric", "at")
 OBJECTIVE_AT = ("best", "last")
 
@@ -220,9 +235,10 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
     base = _parse_base(src, data.get("base"))
     params = _parse_space(src, data.get("space"))
     sampler = _parse_sampler(src, data.get("sampler"), params)
-    trials = _parse_trials(src, data.get("trials"), params, base, sampler["type"])
-    _check_combinations(src, base, params, grid=sampler["type"] == "grid")
     budgets = _parse_budgets(src, data.get("budgets"))
+    trials = _parse_trials(src, data.get("trials"), params, base, sampler["type"], budgets)
+    _check_combinations(src, base, params, budgets, grid=sampler["type"] == "grid")
+    report = _parse_report(src, data.get("report"), base, params)
     default_budget = data.get("default_budget", "quick")
     if not isinstance(default_budget, str) or default_budget not in budgets:
         src.fail("default_budget", f"{default_budget!r} is not a budget", _known(budgets))
@@ -241,6 +257,7 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
         budgets=budgets,
         default_budget=default_budget,
         trials=trials,
+        report=report,
     )
     _check_builds(src, spec)
     return spec
@@ -630,10 +647,15 @@ def _parse_budgets(src: _Src, raw: Any) -> dict[str, Budget]:
 
 
 def _parse_trials(
-    src: _Src, raw: Any, params: dict[str, ParamSpec], base: dict[str, Any], sampler: str
+    src: _Src,
+    raw: Any,
+    params: dict[str, ParamSpec],
+    base: dict[str, Any],
+    sampler: str,
+    budgets: dict[str, Budget],
 ) -> tuple[dict[str, Any], ...]:
     """Trials to enqueue: every active sampled parameter given, each value in its domain,
-    and the whole trial a valid config."""
+    and the whole trial a valid config at every budget."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -663,7 +685,9 @@ def _parse_trials(
             if not param.can_take(trial[name]):
                 src.fail(f"{where}.{name}", f"{trial[name]!r} is outside the space", param.domain())
             chosen[name] = trial[name]
-        make_config({**base, **config_values_of(params, chosen)}, origin=f"{src.path}: {where}")
+        values = {**base, **config_values_of(params, chosen)}
+        make_config(values, origin=f"{src.path}: {where}")
+        _check_budgets(src, where, values, budgets, f"trial {trial}")
         trials.append(dict(trial))
     return tuple(trials)
 
@@ -682,20 +706,70 @@ def _parse_n_trials(src: _Src, raw: Any, grid: int | None, n_enqueued: int) -> i
 
 
 def _check_combinations(
-    src: _Src, base: dict[str, Any], params: dict[str, ParamSpec], *, grid: bool
+    src: _Src,
+    base: dict[str, Any],
+    params: dict[str, ParamSpec],
+    budgets: dict[str, Budget],
+    *,
+    grid: bool,
 ) -> None:
-    """Every combination a trial can produce must be a valid config (see module doc)."""
+    """Every combination a trial can produce must be a valid config, at every budget (see
+    module doc)."""
     for chosen in _probe_assignments(params, grid=grid):
         values = {**base, **config_values_of(params, chosen)}
+        shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
         try:
             make_config(values)
         except UserError as err:
-            shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
             src.fail(
                 "space",
                 f"the combination {shown} fails: {err}",
                 "add a `when` condition or narrow the choices so every combination is valid",
             )
+        _check_budgets(src, "space", values, budgets, f"the combination {shown}")
+
+
+def _check_budgets(
+    src: _Src, where: str, values: dict[str, Any], budgets: dict[str, Budget], what: str
+) -> None:
+    """``values`` must stay a valid config under every budget: a budget that shortens the
+    run must not leave a step boundary in epochs at or past its end."""
+    for name, budget in budgets.items():
+        try:
+            make_config(budget.apply(values))
+        except UserError as err:
+            src.fail(
+                where,
+                f"at budget {name} ({budget.describe()}) {what} fails: {err}",
+                "give step_boundaries as fractions of the run (step_unit: fraction), which "
+                "scale with a budget's epochs",
+            )
+
+
+def _parse_report(
+    src: _Src, raw: Any, base: dict[str, Any], params: dict[str, ParamSpec]
+) -> tuple[str, ...]:
+    """Per-trial metrics that ``best`` shows beside the objective; never used to rank."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        src.fail("report", "expected a list of metric names", _known(REPORT_METRICS))
+    for i, name in enumerate(raw):
+        if name not in REPORT_METRICS:
+            src.fail(f"report[{i}]", f"{name!r} is not a per-trial metric", _known(REPORT_METRICS))
+        if name in raw[:i]:
+            src.fail(f"report[{i}]", f"{name!r} is listed twice")
+    if metric_names.PRIVATE_AT_EPOCH in raw:
+        named = [base.get("report_epochs")] + [
+            arm.get("report_epochs") for p in params.values() for arm in (p.arms or {}).values()
+        ]
+        if not any(named) and "report_epochs" not in {p.key for p in params.values()}:
+            src.fail(
+                "report",
+                f"{metric_names.PRIVATE_AT_EPOCH} needs epochs to report at",
+                "set report_epochs in base or in the arms",
+            )
+    return tuple(raw)
 
 
 def _check_builds(src: _Src, spec: SweepSpec) -> None:

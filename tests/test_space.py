@@ -20,13 +20,15 @@ from fer_sweep.errors import UserError
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+# Each file's arms against the thesis text: tests/test_thesis_settings.py.
 SHIPPED_GRIDS = {
     "augmentation": 3,
+    "dropout_on_off": 2,
     "dropout": 6,
     "momentum": 4,
     "bn_position": 4,
-    "architecture": 12,
-    "lr_decay": 4,
+    "architecture": 18,
+    "lr_decay": 6,
     "optimizer": 4,
     "thesis_top3": None,
     "joint": None,
@@ -77,68 +79,6 @@ def test_every_grid_point_of_an_arm_file_is_a_distinct_valid_config(name: str) -
     assert len({c.model_dump_json() for c in configs}) == SHIPPED_GRIDS[name]
 
 
-def test_augmentation_arms() -> None:
-    configs = grid_configs(sweepfile.load_sweep("augmentation"))
-    assert {(c.augment, c.rescale) for c in configs} == {(True, True), (True, False), (False, True)}
-    for c in configs:
-        assert (c.arch, c.activation, c.bn_position, c.batch_size) == ("C", "relu", "after", 128)
-        assert (c.optimizer, c.lr, c.momentum, c.nesterov) == ("sgd", 0.1, 0.9, True)
-        assert (c.schedule, c.decay, c.epochs) == ("time_decay", 0.001, 100)
-
-
-def test_dropout_arms_are_table_5_5_plus_off_on_the_5_3_7_base() -> None:
-    configs = grid_configs(sweepfile.load_sweep("dropout"))
-    rates = {(c.conv_dropout, c.fc_dropout) for c in configs}
-    assert rates == {(0.25, 0.5), (0.3, 0.3), (0.5, 0.5), (0.8, 0.8), (0.0, 0.8), (0.0, 0.0)}
-    for c in configs:
-        assert (c.activation, c.bn_position, c.initializer) == ("elu", "after", "he_normal")
-        assert (c.optimizer, c.lr, c.batch_size, c.epochs) == ("adam", 1e-3, 64, 80)
-        assert c.schedule == "step" and c.step_epochs() == [40, 60] and c.step_factor == 0.1
-
-
-def test_momentum_arms() -> None:
-    configs = grid_configs(sweepfile.load_sweep("momentum"))
-    assert {(c.momentum, c.nesterov) for c in configs} == {
-        (0.0, False),
-        (0.9, True),
-        (0.95, True),
-        (0.99, True),
-    }
-    assert {(c.optimizer, c.lr, c.schedule, c.batch_size) for c in configs} == {
-        ("sgd", 0.1, "time_decay", 128)
-    }
-
-
-def test_bn_position_arms() -> None:
-    configs = grid_configs(sweepfile.load_sweep("bn_position"))
-    assert {(c.arch, c.activation, c.bn_position) for c in configs} == {
-        ("A", "relu", "after"),
-        ("A", "relu", "before"),
-        ("C", "elu", "after"),
-        ("C", "elu", "before"),
-    }
-
-
-def test_architecture_arms() -> None:
-    configs = grid_configs(sweepfile.load_sweep("architecture"))
-    assert {(c.arch, c.fc_l2) for c in configs} == set(itertools.product("ABCDEF", (0.0, 0.01)))
-    assert {(c.activation, c.bn_position, c.optimizer) for c in configs} == {
-        ("relu", "after", "sgd")
-    }
-
-
-def test_lr_decay_arms() -> None:
-    configs = grid_configs(sweepfile.load_sweep("lr_decay"))
-    arms = {(c.optimizer, c.lr, c.nesterov, c.schedule) for c in configs}
-    assert arms == {
-        ("sgd", 0.1, True, "time_decay"),
-        ("sgd", 0.1, True, "step"),
-        ("adam", 1e-3, False, "time_decay"),
-        ("adam", 1e-3, False, "step"),
-    }
-    assert {(c.decay, c.step_epochs()[0]) for c in configs} == {(0.001, 40)}
-
-
 def test_optimizer_arms() -> None:
     configs = grid_configs(sweepfile.load_sweep("optimizer"))
     assert {(c.optimizer, c.momentum, c.nesterov) for c in configs} == {
@@ -166,14 +106,17 @@ def test_a_grid_study_runs_every_arm_once_and_stops() -> None:
     assert len({(c.conv_dropout, c.fc_dropout) for c in seen}) == 6
 
 
-def test_thesis_top3_trials_equal_the_presets() -> None:
+def test_thesis_top3_trials_equal_the_presets_then_the_labelled_lr_1e_3_arm() -> None:
     spec = sweepfile.load_sweep("thesis_top3")
-    assert spec.n_trials == 3 and len(spec.trials) == 3
-    for preset, trial in zip(
-        ("thesis-top1", "thesis-top2", "thesis-top3"), spec.trials, strict=True
-    ):
-        values = space.trial_config_values(spec, space.expand(spec, trial), THESIS)
-        assert make_config(values) == make_config(PRESETS[preset])
+    assert spec.n_trials == 4 and len(spec.trials) == 4
+    configs = [
+        make_config(space.trial_config_values(spec, space.expand(spec, trial), THESIS))
+        for trial in spec.trials
+    ]
+    presets = [make_config(PRESETS[f"thesis-top{i}"]) for i in (1, 2, 3)]
+    assert configs[:3] == presets
+    assert configs[3] == presets[2].replace(lr=1e-3)
+    assert "not in the thesis" in spec.trials[3]["recipe"]
 
 
 def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
@@ -190,7 +133,8 @@ def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
         return 0.0
 
     study.optimize(objective, n_trials=spec.n_trials)
-    assert seen == [make_config(PRESETS[f"thesis-top{i}"]) for i in (1, 2, 3)]
+    assert seen[:3] == [make_config(PRESETS[f"thesis-top{i}"]) for i in (1, 2, 3)]
+    assert seen[3] == make_config(PRESETS["thesis-top3"]).replace(lr=1e-3)
 
 
 # --------------------------------------------------------------------------- conditions
@@ -279,6 +223,20 @@ def test_budgets_apply() -> None:
     assert values == {"epochs": 80, "lr": 0.1}
 
 
+def test_a_shorter_budget_drops_the_report_epochs_it_never_reaches() -> None:
+    values = {"epochs": 100, "report_epochs": [2, 30, 85]}
+    assert space.BUILTIN_BUDGETS["smoke"].apply(values)["report_epochs"] == [2]
+    assert space.BUILTIN_BUDGETS["quick"].apply(values)["report_epochs"] == [2]
+    assert space.Budget(subset=0, epochs=30).apply(values)["report_epochs"] == [2, 30]
+    assert THESIS.apply(values)["report_epochs"] == [2, 30, 85]
+    assert values["report_epochs"] == [2, 30, 85]
+    spec = sweepfile.load_sweep("augmentation")
+    sampled = space.expand(spec, {"augmentation": "no rescale"})
+    quick = make_config(space.trial_config_values(spec, sampled, spec.budget("quick")))
+    full = make_config(space.trial_config_values(spec, sampled, THESIS))
+    assert (quick.report_epochs, full.report_epochs) == ((), (90,))
+
+
 def test_budgets_scale_fraction_schedules_and_keep_thesis_epochs() -> None:
     spec = sweepfile.load_sweep("dropout")
     sampled = space.expand(spec, {"dropout": "0.3 all"})
@@ -296,6 +254,38 @@ def test_file_budgets_and_the_default() -> None:
     with pytest.raises(UserError) as err:
         spec.budget("weekend")
     assert "architecture.yaml" in str(err.value) and "slice" in str(err.value)
+
+
+# --------------------------------------------------------------------------- labels, arms
+
+
+def test_a_trial_label_names_each_sampled_choice_in_file_order() -> None:
+    spec = sweepfile.load_sweep("bn_position")
+    params = {"bn_position": "before", "model": "Type A + ReLU"}
+    assert space.trial_label(spec, params) == "model=Type A + ReLU, bn_position=before"
+    assert space.trial_label(sweepfile.load_sweep("dropout"), {"dropout": "0.8 FC only"}) == (
+        "dropout=0.8 FC only"
+    )
+    joint = sweepfile.load_sweep("joint")
+    # Only the parameters the trial has (momentum is inactive for Adam); floats shortened.
+    label = space.trial_label(joint, {"optimizer": "adam", "adam_lr": 0.000123456789})
+    assert label == "optimizer=adam, adam_lr=0.0001235"
+
+
+def test_a_fixed_parameter_is_not_part_of_the_label(tmp_path: Path) -> None:
+    text = "space:\n  arch: {type: fixed, value: C}\n  lr: {type: float, low: 0.01, high: 0.1}\n"
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "fixed.yaml"))
+    assert space.trial_label(spec, {"arch": "C", "lr": 0.05}) == "lr=0.05"
+
+
+def test_arms_are_the_grid_in_file_order_or_the_enqueued_trials() -> None:
+    architecture = sweepfile.load_sweep("architecture")
+    points = space.arms(architecture)
+    assert len(points) == 18 and points == space.grid_points(architecture)
+    assert [p["arch"] for p in points[:4]] == ["A", "A", "A", "B"]  # the first varies slowest
+    top3 = sweepfile.load_sweep("thesis_top3")
+    assert space.arms(top3) == [dict(t) for t in top3.trials]
+    assert space.arms(sweepfile.load_sweep("joint")) == []
 
 
 # --------------------------------------------------------------------------- wrong files
@@ -398,6 +388,40 @@ WRONG = {
         "trials[0].optimizer: 'rmsprop' is outside the space",
     ),
     "duplicate key": (GOOD_SPACE + "  lr: {type: fixed, value: 0.1}\n", "duplicate key 'lr'"),
+    "epoch step boundaries a budget cuts": (
+        "base: {schedule: step, step_unit: epoch, step_boundaries: [40, 60], epochs: 80}\n"
+        + GOOD_SPACE,
+        "space: at budget smoke (300 images per split, 2 epochs) the combination",
+    ),
+    "an enqueued trial a budget cuts": (
+        "base: {schedule: step, step_unit: epoch, step_boundaries: [4, 6], epochs: 8}\n"
+        + GOOD_SPACE
+        + "trials: [{optimizer: adam, lr: 0.01}]\n",
+        "trials[0]: at budget smoke (300 images per split, 2 epochs) trial",
+    ),
+    "a file budget too short for its steps": (
+        "base: {schedule: step, step_unit: epoch, step_boundaries: [4], epochs: 8}\n"
+        + GOOD_SPACE
+        + "budgets: {smoke: {subset: 100, epochs: 5}, short: {subset: 100, epochs: 3}}\n",
+        "at budget short (100 images per split, 3 epochs)",
+    ),
+    "report epochs past the run": (
+        "base: {report_epochs: [90], epochs: 80}\n" + GOOD_SPACE,
+        "base: invalid config: report_epochs [90] go past the run's 80 epochs",
+    ),
+    "report of an unknown metric": (
+        GOOD_SPACE + "report: [train/accuracy_best, val_accuracy]\n",
+        "report[1]: 'val_accuracy' is not a per-trial metric; known: train/accuracy_best",
+    ),
+    "report listed twice": (
+        GOOD_SPACE + "report: [train/accuracy_best, train/accuracy_best]\n",
+        "report[1]: 'train/accuracy_best' is listed twice",
+    ),
+    "report not a list": (GOOD_SPACE + "report: train/accuracy_best\n", "report: expected a list"),
+    "report at epochs without report_epochs": (
+        GOOD_SPACE + "report: [PrivateTest/accuracy_at_epoch]\n",
+        "report: PrivateTest/accuracy_at_epoch needs epochs to report at",
+    ),
     "not YAML": ("space: {lr: [1, 2\n", "not valid YAML"),
     "not a mapping": ("- just\n- a list\n", "expected a mapping"),
 }
@@ -429,6 +453,20 @@ def test_the_good_space_loads_with_defaults(tmp_path: Path) -> None:
     assert spec.sampler == {"type": "tpe", "seed": 0} and spec.pruner == {"type": "none"}
     assert (spec.n_trials, spec.timeout, spec.default_budget) == (None, None, "quick")
     assert spec.trials == () and spec.base == {}
+
+
+def test_report_names_metrics_for_best_and_report_epochs_may_come_from_arms(
+    tmp_path: Path,
+) -> None:
+    text = (
+        GOOD_SPACE
+        + "  length:\n    type: categorical\n    choices:\n"
+        + "      short: {epochs: 20}\n      long: {epochs: 100, report_epochs: [90]}\n"
+        + "report: [PrivateTest/accuracy_at_epoch, train/accuracy_best]\n"
+    )
+    spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "r.yaml"))
+    assert spec.report == ("PrivateTest/accuracy_at_epoch", "train/accuracy_best")
+    assert sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE, "g.yaml")).report == ()
 
 
 def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
