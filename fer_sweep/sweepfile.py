@@ -93,7 +93,7 @@ from fer_sweep.space import (
     same_value,
 )
 
-__all__ = ["list_sweeps", "load_sweep", "sweeps_dir"]
+__all__ = ["list_sweeps", "load_sweep", "parse_sweep", "sweeps_dir"]
 
 
 def sweeps_dir() -> Path:
@@ -115,6 +115,14 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
     """Read and validate a sweep: a name (``sweeps/NAME.yaml``) or a path to a YAML file."""
     path = _resolve(name_or_path)
     return _parse(_Src(path), _read_yaml(path))
+
+
+def parse_sweep(text: str, path: str | Path) -> SweepSpec:
+    """Validate a sweep file's ``text`` as if read from ``path``, which need not exist: the
+    definition a study keeps in its attributes, read back (``path`` names it in errors and
+    gives the default study name)."""
+    path = Path(path)
+    return _parse(_Src(path), _load_yaml(text, path))
 
 
 # --------------------------------------------------------------------------- the schema
@@ -200,8 +208,16 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SweepLoader)  # noqa: S506
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not valid YAML ({err})") from None
+    return _load_yaml(text, path)
+
+
+def _load_yaml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_SweepLoader)  # noqa: S506
+    except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}:" if mark is not None else ""
         problem = getattr(err, "problem", None) or err

@@ -5,6 +5,7 @@ No training here: everything runs through Optuna's in-memory storage and FixedTr
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import textwrap
 from pathlib import Path
@@ -467,6 +468,15 @@ def test_report_names_metrics_for_best_and_report_epochs_may_come_from_arms(
     spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "r.yaml"))
     assert spec.report == ("PrivateTest/accuracy_at_epoch", "train/accuracy_best")
     assert sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE, "g.yaml")).report == ()
+
+
+def test_a_sweep_parses_from_its_text_as_a_study_keeps_it(tmp_path: Path) -> None:
+    loaded = sweepfile.load_sweep("bn_position")
+    parsed = sweepfile.parse_sweep(loaded.path.read_text(), "kept/bn_position.yaml")
+    assert parsed == dataclasses.replace(loaded, path=Path("kept/bn_position.yaml"))
+    assert parsed.report == ("train/accuracy_best",)
+    with pytest.raises(UserError, match=r"^kept/x\.yaml: space: missing or empty"):
+        sweepfile.parse_sweep("name: x\n", "kept/x.yaml")
 
 
 def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
