@@ -287,7 +287,7 @@ def arms(spec: SweepSpec) -> list[dict[str, Any]]:
 
 def trial_label(spec: SweepSpec, params: Mapping[str, Any]) -> str:
     """A trial in words: ``name=value`` for each sampled parameter it has, in file order,
-    e.g. ``dropout=0.8 FC only`` or ``arch=A, setup=SGD no decay (Fig. 5.10)``.
+    e.g. ``dropout=0.8 FC only`` or ``arch=A; setup=lr 0.1 no decay (Fig. 5.10)``.
 
     Fixed parameters are left out (every trial has them); floats keep 4 significant digits.
     """
@@ -298,7 +298,7 @@ def trial_label(spec: SweepSpec, params: Mapping[str, Any]) -> str:
         value = params[name]
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         parts.append(f"{name}={shown}")
-    return ", ".join(parts)
+    return "; ".join(parts)
 
 
 def distributions(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:

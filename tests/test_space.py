@@ -263,14 +263,14 @@ def test_file_budgets_and_the_default() -> None:
 def test_a_trial_label_names_each_sampled_choice_in_file_order() -> None:
     spec = sweepfile.load_sweep("bn_position")
     params = {"bn_position": "before", "model": "Type A + ReLU"}
-    assert space.trial_label(spec, params) == "model=Type A + ReLU, bn_position=before"
+    assert space.trial_label(spec, params) == "model=Type A + ReLU; bn_position=before"
     assert space.trial_label(sweepfile.load_sweep("dropout"), {"dropout": "0.8 FC only"}) == (
         "dropout=0.8 FC only"
     )
     joint = sweepfile.load_sweep("joint")
     # Only the parameters the trial has (momentum is inactive for Adam); floats shortened.
     label = space.trial_label(joint, {"optimizer": "adam", "adam_lr": 0.000123456789})
-    assert label == "optimizer=adam, adam_lr=0.0001235"
+    assert label == "optimizer=adam; adam_lr=0.0001235"
 
 
 def test_a_fixed_parameter_is_not_part_of_the_label(tmp_path: Path) -> None:

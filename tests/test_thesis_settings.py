@@ -383,7 +383,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             ),
         },
         arms={
-            "model=Type A + ReLU, bn_position=after": {
+            "model=Type A + ReLU; bn_position=after": {
                 "arch": Said("A", "5.3.4", "a 7-weight layer Type A"),
                 "activation": Said(
                     "relu", "5.3.4", "INPUT CONV RELU BN POOL DO CONV RELU BN POOL DO"
@@ -392,7 +392,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     "after", "5.3.4", "INPUT CONV RELU BN POOL DO CONV RELU BN POOL DO"
                 ),
             },
-            "model=Type A + ReLU, bn_position=before": {
+            "model=Type A + ReLU; bn_position=before": {
                 "arch": Said("A", "5.3.4", "a 7-weight layer Type A"),
                 "activation": Said(
                     "relu", "5.3.4", "INPUT CONV BN RELU POOL DO CONV BN RELU POOL DO"
@@ -401,12 +401,12 @@ EXPERIMENTS: dict[str, Experiment] = {
                     "before", "5.3.4", "INPUT CONV BN RELU POOL DO CONV BN RELU POOL DO"
                 ),
             },
-            "model=Type C + ELU, bn_position=after": {
+            "model=Type C + ELU; bn_position=after": {
                 "arch": Said("C", "5.3.4", "a deeper 9-weight layer Type C"),
                 "activation": Said("elu", "5.3.4", "INPUT CONV ELU BN POOL DO FC ELU BN DO"),
                 "bn_position": Said("after", "5.3.4", "INPUT CONV ELU BN POOL DO FC ELU BN DO"),
             },
-            "model=Type C + ELU, bn_position=before": {
+            "model=Type C + ELU; bn_position=before": {
                 "arch": Said("C", "5.3.4", "a deeper 9-weight layer Type C"),
                 "activation": Said("elu", "5.3.4", "INPUT CONV BN ELU POOL DO FC BN ELU DO"),
                 "bn_position": Said("before", "5.3.4", "INPUT CONV BN ELU POOL DO FC BN ELU DO"),
@@ -441,7 +441,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             **AUGMENTED,
         },
         arms={
-            f"arch={arch}, setup={label}": {
+            f"arch={arch}; setup={label}": {
                 "arch": Said(arch, *ARCH_QUOTES[arch]),
                 **settings,
             }
@@ -456,7 +456,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "decay": Said(0.001, "5.3.1", "and decay of 0.001"),
         },
         arms={
-            f"optimizer={opt}, schedule={sched}": {**opt_settings, **sched_settings}
+            f"optimizer={opt}; schedule={sched}": {**opt_settings, **sched_settings}
             for (opt, opt_settings), (sched, sched_settings) in itertools.product(
                 LR_DECAY_OPTIMIZERS.items(), LR_DECAY_SCHEDULES.items()
             )
@@ -514,7 +514,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "thesis_top3": Experiment(
         common=TOP3,
         arms={
-            f"{TOP3_STEP_LABEL}, dropout=0.3 all": {
+            f"{TOP3_STEP_LABEL}; dropout=0.3 all": {
                 **TOP3_STEP,
                 "conv_dropout": Said(
                     0.3, "5.3.8, Table 5.6", "Dropout Rates 0.3 in the whole network"
@@ -523,7 +523,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     0.3, "5.3.8, Table 5.6", "Dropout Rates 0.3 in the whole network"
                 ),
             },
-            f"{TOP3_STEP_LABEL}, dropout=0.25 conv / 0.5 FC": {
+            f"{TOP3_STEP_LABEL}; dropout=0.25 conv / 0.5 FC": {
                 **TOP3_STEP,
                 "conv_dropout": Said(
                     0.25,
@@ -536,12 +536,12 @@ EXPERIMENTS: dict[str, Experiment] = {
                     "0.3 in the whole network 0.25 for the Convolutional layers 0.5",
                 ),
             },
-            f"recipe=lr 1e-1 as printed with {TOP3_THIRD_LABEL}, {TOP3_THIRD_DROPOUT}": {
+            f"recipe=lr 1e-1 as printed with {TOP3_THIRD_LABEL}; {TOP3_THIRD_DROPOUT}": {
                 **TOP3_THIRD,
                 # "lr = 1e-1" in Table 5.6's third column, garbled: kept as printed.
                 "lr": Said(0.1, "5.3.8, Table 5.6", "for the last 20 epochs 1 2 1 1, decay 0.001"),
             },
-            f"recipe=lr 1e-3 (not in the thesis) with {TOP3_THIRD_LABEL}, {TOP3_THIRD_DROPOUT}": {
+            f"recipe=lr 1e-3 (not in the thesis) with {TOP3_THIRD_LABEL}; {TOP3_THIRD_DROPOUT}": {
                 **TOP3_THIRD,
                 "lr": Assumed(
                     1e-3, "Adam's usual rate, beside the printed 1e-1 (a hundred times it)"
