@@ -78,6 +78,8 @@ def render_plan(plan: Plan) -> str:
     ]
     if kind == "grid":
         lines.append("# a grid runs every arm once, in a shuffled order")
+        if plan.n_trials is not None and plan.n_trials < len(plan.trials):
+            lines.append(f"# n_trials stops it after {plan.n_trials} of these")
     if spec.report:
         lines.append("# reported beside the objective: " + ", ".join(spec.report))
     count = len(plan.trials)
