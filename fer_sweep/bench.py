@@ -28,8 +28,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,38 +93,24 @@ def _alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[st
     return out
 
 
-@contextmanager
-def _temporary_store() -> Iterator[Path]:
-    """A throw-away MLflow/Optuna store for the smoke trial; the user's is left alone."""
-    keys = ("FER_SWEEP_STORE", "FER_SWEEP_STORAGE", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in keys}
-    with tempfile.TemporaryDirectory(prefix="fer-sweep-bench-") as tmp:
-        os.environ["FER_SWEEP_STORE"] = str(Path(tmp) / "mlruns")
-        os.environ.pop("FER_SWEEP_STORAGE", None)
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        try:
-            yield Path(tmp)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
 def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
     """One smoke-budget trial through a sweep worker; wall time and time inside train/eval."""
     import yaml
 
-    from fer_sweep.study import Worker, create_or_resume
+    from fer_sweep import metric_names as names
+    from fer_sweep.settings import Settings
+    from fer_sweep.study import create_or_resume
     from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
+    from fer_sweep.worker import open_worker
 
     base = {k: v for k, v in load_config(preset=PRESET, arch=arch).model_dump().items()}
     base = {k: list(v) if isinstance(v, tuple) else v for k, v in base.items()}
     base.pop("subset")
-    with _temporary_store() as tmp:
-        sweep = tmp / "bench_smoke.yaml"
+    with tempfile.TemporaryDirectory(prefix="fer-sweep-bench-") as tmp:
+        # A throw-away MLflow/Optuna store (not the environment's): the user's is left alone.
+        settings = Settings.resolve(store_dir=Path(tmp) / "mlruns", environ={})
+        sweep = Path(tmp) / "bench_smoke.yaml"
         sweep.write_text(
             yaml.safe_dump(
                 {
@@ -137,18 +122,22 @@ def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
                 }
             )
         )
-        study = create_or_resume(load_sweep(sweep), budget="smoke")
-        worker = Worker(study.study_name, data=data, max_trials=1)
+        study = create_or_resume(load_sweep(sweep), settings, budget="smoke")
+        worker = open_worker(study.study_name, settings, data=str(data), max_trials=1)
         start = time.perf_counter()
         ran = worker.run()
         wall = time.perf_counter() - start
         if ran != 1:
             raise RuntimeError(f"the smoke trial did not run ({ran} trials)")
         run_id = study.get_trials()[0].user_attrs["mlflow_run_id"]
-        metrics = connect().get_run(run_id).data.metrics
-    inside = metrics["fit_seconds"] + metrics["eval_seconds"]
-    return {"wall_s": wall, "fit_s": metrics["fit_seconds"], "eval_s": metrics["eval_seconds"],
-            "overhead_s": wall - inside}  # fmt: skip
+        metrics = connect(settings.tracking_uri).get_run(run_id).data.metrics
+    fit, evaluation = metrics[names.FIT_SECONDS], metrics[names.EVAL_SECONDS]
+    return {
+        "wall_s": wall,
+        "fit_s": fit,
+        "eval_s": evaluation,
+        "overhead_s": wall - fit - evaluation,
+    }
 
 
 def run_benchmark(

@@ -45,6 +45,13 @@ TrackingOpt = Annotated[
 ]
 
 
+def _settings(**options):
+    """The one Settings object of this command: its options, else the environment."""
+    from fer_sweep.settings import Settings
+
+    return Settings.resolve(**options)
+
+
 @app.command()
 def models() -> None:
     """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
@@ -116,33 +123,35 @@ def train(
                           subset=subset)  # fmt: skip
 
     from fer_sweep.data import load_dataset
-    from fer_sweep.run import tracked_train, workdir_for
-    from fer_sweep.study import graceful_interrupt
-    from fer_sweep.tracking import config_from_run, connect, start_run
+    from fer_sweep.processes import graceful_interrupt
+    from fer_sweep.runs import open_run
+    from fer_sweep.tracking import config_from_run, connect, tracked_train
     from fer_sweep.train import TrainingInterrupted
 
-    client = connect(tracking_uri)
+    settings = _settings(tracking_uri=tracking_uri)
+    client = connect(settings.tracking_uri)
     if resume:
         try:
-            run = client.get_run(resume)
+            client.get_run(resume)
         except Exception:  # noqa: BLE001 - MLflow raises its own types for a bad id
             raise UserError(f"--resume {resume}: no such MLflow run") from None
         cfg = config_from_run(client, resume)
-        run_id = run.info.run_id
-        client.set_terminated(run_id, "RUNNING")  # reopened: the same run continues
     dataset = load_dataset(data)
-    if not resume:
-        run_id = start_run(client, experiment, cfg, run_name=preset or (config and config.stem))
-    print(f"MLflow run {run_id} ({client.tracking_uri})", file=sys.stderr)
     stop = threading.Event()
     try:
-        with graceful_interrupt(stop):
-            result = tracked_train(cfg, dataset, client=client, run_id=run_id,
-                                   workdir=workdir_for(f"train/{run_id}"), progress=progress,
-                                   stop_event=stop)  # fmt: skip
+        with (
+            graceful_interrupt(stop),
+            open_run(client, experiment=experiment, config=None if resume else cfg,
+                     run_name=preset or (config and config.stem), reopen=resume,
+                     artifact_root=settings.artifact_root) as run,
+        ):  # fmt: skip
+            print(f"MLflow run {run.id} ({client.tracking_uri})", file=sys.stderr)
+            result = tracked_train(cfg, dataset, run=run, workdir=settings.workdir(
+                f"train/{run.id}"), progress=progress, stop_event=stop)  # fmt: skip
     except TrainingInterrupted as stopped:
-        print(f"{stopped}; continue with: fer_sweep train --resume {run_id}", file=sys.stderr)
+        print(f"{stopped}; continue with: fer_sweep train --resume {run.id}", file=sys.stderr)
         raise typer.Exit(130) from None
+    run_id = run.id
     print(
         f"epochs {result.epochs_trained}  best PublicTest {result.best_val_accuracy:.4f} "
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
@@ -150,6 +159,14 @@ def train(
     )
 
 
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="retries of a configuration whose attempt failed "
+        "(default: $FER_SWEEP_MAX_RETRIES, then 1)",
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -167,14 +184,16 @@ def sweep(
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="trials at once on this machine")] = 1,
     n_trials: Annotated[
-        int | None, typer.Option(min=1, help="override the file's n_trials")
+        int | None,
+        typer.Option(min=1, help="the study's total of configurations (default: the file's)"),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="stop starting trials after SECONDS")
+        float | None, typer.Option(help="this run starts no trial after SECONDS")
     ] = None,
     data: DataOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
+    max_retries: RetriesOpt = None,
     live: Annotated[bool, typer.Option(help="live view of the study in the terminal")] = True,
     plan: Annotated[
         bool,
@@ -186,6 +205,7 @@ def sweep(
     """Run (or resume) the study of a sweep file: finished trials are kept, missing ones run."""
     from fer_sweep.sweepfile import load_sweep
 
+    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
     if plan:  # before the imports below, which load TensorFlow
         from fer_sweep.plan import make_plan, render_plan
@@ -200,13 +220,12 @@ def sweep(
     load_dataset(data_path)  # parse and cache once here, before workers race to do it
     run_sweep(
         spec,
+        settings,
         budget=budget,
         jobs=jobs,
         n_trials=n_trials,
         timeout=timeout,
         data=str(data_path),
-        storage=storage,
-        tracking_uri=tracking_uri,
         live=live,
     )
 
@@ -219,18 +238,25 @@ def worker(
     data: DataOpt = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for this worker")] = None,
     max_trials: Annotated[int | None, typer.Option(help="leave after this many trials")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="start no trial after SECONDS (default: the sweep file's timeout)"),
+    ] = None,
+    max_retries: RetriesOpt = None,
 ) -> None:
     """Join a running study (from any machine that reaches its storage) and run its trials."""
-    from fer_sweep.study import set_threads
+    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
+    from fer_sweep.processes import set_threads
 
     set_threads(threads)
     import threading
 
-    from fer_sweep.study import Worker, graceful_interrupt
+    from fer_sweep.processes import graceful_interrupt
+    from fer_sweep.worker import open_worker
 
     stop = threading.Event()
-    w = Worker(study, storage=storage, tracking_uri=tracking_uri, data=data, stop_event=stop,
-               max_trials=max_trials)  # fmt: skip
+    w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
+                    max_trials=max_trials, timeout=timeout)  # fmt: skip
     with graceful_interrupt(stop):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
@@ -247,23 +273,25 @@ def study_create(
         str | None, typer.Option(help="smoke | quick | thesis | a file's own")
     ] = None,
     n_trials: Annotated[
-        int | None, typer.Option(min=1, help="override the file's n_trials")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="stop starting trials after SECONDS")
+        int | None,
+        typer.Option(min=1, help="the study's total of configurations (default: the file's)"),
     ] = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
+    max_retries: RetriesOpt = None,
 ) -> None:
     """Create (or update) a study and its MLflow parent run without running any trial."""
-    from fer_sweep.study import create_or_resume, parent_run
+    from fer_sweep.runs import study_run
+    from fer_sweep.study import create_or_resume
     from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
+    from fer_sweep.worker import settle_all
 
-    client = connect(tracking_uri)
-    study = create_or_resume(load_sweep(name), budget=budget, storage=storage,
-                             n_trials=n_trials, timeout=timeout)  # fmt: skip
-    parent_run(study, client)
+    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
+    client = connect(settings.tracking_uri)
+    study = create_or_resume(load_sweep(name), settings, budget=budget, n_trials=n_trials)
+    settle_all(study, settings.max_retries)
+    study_run(client, study, settings.artifact_root)
     print(study.study_name)
 
 
@@ -276,11 +304,12 @@ def best(
 ) -> None:
     """Rank finished trials by PublicTest accuracy, beside the thesis's top 3."""
     from fer_sweep.ranking import rank_trials, render
-    from fer_sweep.study import open_storage
+    from fer_sweep.storage import open_storage
 
     if format not in ("table", "markdown", "csv", "json"):
         raise UserError(f"--format {format}: unknown format (known: table, markdown, csv, json)")
-    print(render(rank_trials(open_storage(storage), study=study, top=top), format))
+    settings = _settings(storage=storage)
+    print(render(rank_trials(open_storage(settings), study=study, top=top), format))
 
 
 @app.command()
@@ -296,15 +325,15 @@ def ui(
 ) -> None:
     """Open the MLflow UI on the local store (127.0.0.1); Ctrl-C or SIGTERM stops all of it."""
     from fer_sweep import ui as mlflow_ui
-    from fer_sweep.tracking import connect, is_local, store_dir
-    from fer_sweep.tracking import tracking_uri as resolve_uri
+    from fer_sweep.tracking import connect
 
-    uri = resolve_uri(tracking_uri)
-    if not is_local(uri):
+    settings = _settings(tracking_uri=tracking_uri)
+    uri = settings.tracking_uri
+    if not settings.tracks_locally:
         link = uri.rstrip("/") + "/" + mlflow_ui.RUNS_FRAGMENT
         raise UserError(f"{uri} is an MLflow server with its own UI: open {link}")
     connect(uri)
-    root = (store_dir() / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+    root = settings.artifacts_dir.as_uri() if uri.startswith("sqlite:") else None
     url = mlflow_ui.landing_url(port)
     print(f"MLflow UI for {uri}, starting ({workers} worker(s)); Ctrl-C stops it", file=sys.stderr)
 

@@ -14,3 +14,10 @@ class UserError(Exception):
     def __init__(self, message: str) -> None:
         # Collapse newlines so the CLI's single-line contract holds whatever the caller wrote.
         super().__init__(" ".join(str(message).split()))
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """An error in one line for a report: the first line of its message, or the name of its
+    type when the message is empty (``str(KeyError())`` is ``''``)."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:limit]

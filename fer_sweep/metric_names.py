@@ -38,6 +38,8 @@ PRIVATE_AT_BEST = "PrivateTest/accuracy_at_best_epoch"  # the best-PublicTest ep
 TRAIN_BEST = "train/accuracy_best"  # what Section 5.3.4 compares
 BEST_EPOCH = "best_epoch"
 EPOCHS_TRAINED = "epochs_trained"
+FIT_SECONDS = "fit_seconds"  # wall time inside training (all epochs of this attempt)
+EVAL_SECONDS = "eval_seconds"  # wall time of the PrivateTest evaluations
 
 # PrivateTest at the epochs a sweep names (``report_epochs``), logged with step = epoch.
 PRIVATE_AT_EPOCH = "PrivateTest/accuracy_at_epoch"

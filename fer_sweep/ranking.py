@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import TrialState
 
+from fer_sweep import metric_names
 from fer_sweep.errors import UserError
 from fer_sweep.thesis import TOP3
 
@@ -46,7 +47,7 @@ def rank_trials(storage, *, study: str | None = None, top: int = 3) -> list[Rank
     for name in [study] if study else names:
         loaded = optuna.load_study(study_name=name, storage=storage)
         for t in loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            private = t.user_attrs.get("private_accuracy")
+            private = t.user_attrs.get(metric_names.PRIVATE_FINAL)
             rows.append(
                 Ranked(
                     rank=0,

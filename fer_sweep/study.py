@@ -1,117 +1,51 @@
-"""Studies: create or resume one from a sweep file, and the workers that run its trials.
+"""Studies: create or resume one from a sweep file, queue its points, and count its trials.
 
-A study lives in Optuna's RDB storage (SQLite under ``mlruns/`` by default, PostgreSQL for
-many machines) and carries its own definition (the sweep file's text and the budget) as
-study attributes, so a worker needs nothing but the storage URL and the study name.
+A study lives in Optuna's storage (:mod:`fer_sweep.storage`) and carries its own definition
+(the sweep file's text, the budget and ``n_trials``) as study attributes, so a worker needs
+nothing but the storage URL and the study's name.
 
-Each trial is one tracked training run (:mod:`fer_sweep.run`) nested under the study's
-parent MLflow run. Workers keep a heartbeat: a worker that dies mid-trial leaves a trial
-that the next worker marks failed and retries, and the retry resumes from the dead
-attempt's checkpoint because the checkpoint folder is keyed to the original trial.
+**Configurations, not attempts.** A trial that is interrupted or whose worker dies is tried
+again as a new Optuna trial (a retry) with the same parameters. The first attempt and its
+retries are one *lineage*, named by the first attempt's number (the ``failed_trial`` system
+attribute Optuna's own retry callback uses). ``n_trials`` counts lineages: failed and
+interrupted attempts never eat the study's budget of distinct configurations. Attempts that
+were never trained (``skipped``: a duplicate point, or one past ``n_trials``) count for
+nothing. Each attempt records its own outcome (``outcome`` user attribute, see
+:class:`fer_sweep.runs.Outcome`); nothing about an attempt's outcome is copied to its retry.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import keras
 import optuna
 import yaml
-from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from fer_sweep.config import make_config
 from fer_sweep.errors import UserError
+from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
-from fer_sweep.space import SweepSpec, suggest, trial_config_values
+from fer_sweep.settings import Settings
+from fer_sweep.space import SweepSpec
+from fer_sweep.storage import open_storage
 from fer_sweep.sweepfile import load_sweep
-from fer_sweep.tracking import store_dir
 
-HEARTBEAT_SECONDS = 20
-GRACE_SECONDS = 60
-MAX_RETRY = 3
-# A worker is presumed dead when its trial's heartbeat is older than the grace period; tests
-# (and impatient users on one machine) shorten both through the environment.
-HEARTBEAT_ENV = "FER_SWEEP_HEARTBEAT"
-GRACE_ENV = "FER_SWEEP_GRACE"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Optuna user attributes of one attempt (never copied to a retry).
+OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
+REASON = "reason"  # one line: the error, or why the attempt was skipped
+RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
+# ...and of a lineage (written on each retry when it is queued).
+RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for it)
+HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
+PREVIOUS_RUN = "previous_run_id"  # the latest earlier attempt's MLflow run: its checkpoint
 
-# Failed trials are reported in one line by the objective; Optuna's tracebacks are noise.
-optuna.logging.set_verbosity(optuna.logging.ERROR)
-# Heartbeats and retries are "experimental" in Optuna 5 and have been since 2.8; say it once here.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def storage_url(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("FER_SWEEP_STORAGE"):
-        return os.environ["FER_SWEEP_STORAGE"]
-    return f"sqlite:///{store_dir() / 'optuna.db'}"
-
-
-def _seconds(env: str, default: int) -> int:
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"${env}={raw!r}: expected a whole number of seconds") from None
-    if value < 1:
-        raise UserError(f"${env}={raw!r}: expected at least 1 second")
-    return value
-
-
-def heartbeat_seconds() -> tuple[int, int]:
-    """(heartbeat interval, grace period): $FER_SWEEP_HEARTBEAT / $FER_SWEEP_GRACE or 20 / 60."""
-    beat = _seconds(HEARTBEAT_ENV, HEARTBEAT_SECONDS)
-    grace = _seconds(GRACE_ENV, GRACE_SECONDS)
-    if grace <= beat:
-        raise UserError(f"${GRACE_ENV} ({grace}) must be longer than ${HEARTBEAT_ENV} ({beat})")
-    return beat, grace
-
-
-def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeats, checked before any training starts."""
-    url = storage_url(url)
-    beat, grace = heartbeat_seconds()
-    engine_url = url
-    if url.startswith(("postgresql://", "postgres://")):
-        # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; fer-sweep ships psycopg2.
-        engine_url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    engine_kwargs: dict = {}
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # Several local workers share the file: wait for the lock rather than fail at once.
-        engine_kwargs = {"connect_args": {"timeout": 120}}
-    elif url.startswith("postgresql"):
-        # A server that is down fails in seconds, not after the OS's TCP timeout; connections
-        # that a days-long sweep leaves idle are checked before use.
-        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            engine_url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=beat,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
-    except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors all mean "unreachable"
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"Optuna storage {url} is unreachable: {first[:200]}") from None
+# Beyond this many points a discrete space is treated as endless (no exhaustion check).
+MAX_ENUMERATED_POINTS = 100_000
 
 
 def study_name_for(spec: SweepSpec, budget: str) -> str:
@@ -121,12 +55,19 @@ def study_name_for(spec: SweepSpec, budget: str) -> str:
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """What a worker needs to run a study's trials, read back from the study's attributes."""
+    """What a worker needs to run a study's trials, read back from the study's attributes.
+
+    ``n_trials`` is the study's total of distinct configurations (None: until a timeout);
+    ``timeout`` is the sweep file's bound on one invocation (a command's ``--timeout`` wins).
+    """
 
     spec: SweepSpec
     budget_name: str
-    n_trials: int
-    timeout: float | None
+    n_trials: int | None
+
+    @property
+    def timeout(self) -> float | None:
+        return self.spec.timeout
 
 
 def _spec_from_text(text: str, name: str) -> SweepSpec:
@@ -141,40 +82,33 @@ def plan_of(study: optuna.Study) -> StudyPlan:
     if "spec_text" not in attrs:
         raise UserError(f"study '{study.study_name}' was not created by fer_sweep")
     spec = _spec_from_text(attrs["spec_text"], attrs["spec_name"])
-    return StudyPlan(spec, attrs["budget"], int(attrs["n_trials"]), attrs.get("timeout"))
-
-
-def grid_points(spec: SweepSpec) -> list[dict]:
-    """Every point of a grid sweep, as Optuna params (grids have no conditional params)."""
-    sampled = {n: p for n, p in spec.params.items() if p.type != "fixed"}
-    values = [p.grid_values() for p in sampled.values()]
-    return [dict(zip(sampled, combo, strict=True)) for combo in itertools.product(*values)]
-
-
-def _same_point(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+    n_trials = attrs.get("n_trials")
+    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials))
 
 
 def create_or_resume(
     spec: SweepSpec,
+    settings: Settings,
     *,
     budget: str | None = None,
-    storage: str | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """Create the study for ``spec`` at ``budget``, or load it, and queue its missing points.
+    """Create the study for ``spec`` at ``budget``, or load it, and queue what it still needs.
 
-    A grid (or a file of fixed ``trials``) enqueues every point that has no complete,
-    pruned, queued or running trial yet, so a re-run only runs what is missing.
+    ``n_trials`` (else the file's, else the number of points the file lists) is the study's
+    total: a grid or a file's ``trials`` are queued in order, up to that total, for the points
+    that have no trial yet; a re-run with a larger total queues more. ``timeout`` is only
+    checked here (a study needs a total or a time limit); it bounds each invocation.
+    ``storage`` replaces the one ``settings`` names (tests use Optuna's in-memory storage).
     """
     budget = budget or spec.default_budget
     spec.budget(budget)  # unknown budget names fail here, before anything is written
     name = study_name_for(spec, budget)
-    rdb = open_storage(storage)
     study = optuna.create_study(
         study_name=name,
-        storage=rdb,
+        storage=storage if storage is not None else open_storage(settings),
         direction="maximize",
         load_if_exists=True,
         sampler=make_sampler(spec),
@@ -187,28 +121,23 @@ def create_or_resume(
             f"study '{name}' was created from another version of {spec.path}; "
             f"put the change in a new sweep file (or a new 'name:'), or delete the study"
         )
-    points = _queued_points(spec)
+    points = queued_points(spec)
     target = n_trials or spec.n_trials or (len(points) if points else None)
-    if target is None:
-        raise UserError(f"{spec.path}: set n_trials or timeout (or pass --n-trials)")
+    if target is None and timeout is None and spec.timeout is None:
+        raise UserError(f"{spec.path}: set n_trials or timeout (or pass --n-trials / --timeout)")
     attrs = {
         "spec_text": text,
         "spec_name": spec.path.stem,
         "budget": budget,
         "n_trials": target,
-        "timeout": timeout if timeout is not None else spec.timeout,
         "description": spec.description,
     }
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
     if points:
-        _enqueue_missing(study, points)
+        enqueue_missing(study, points, target)
     return study
-
-
-def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and "interrupted" in t.user_attrs
 
 
 def _definition(text: str) -> dict:
@@ -218,7 +147,8 @@ def _definition(text: str) -> dict:
     return data
 
 
-def _queued_points(spec: SweepSpec) -> list[dict]:
+def queued_points(spec: SweepSpec) -> list[dict]:
+    """The points a sweep file asks for by name: its ``trials``, or every grid point."""
     if spec.trials:
         return [dict(t) for t in spec.trials]
     if spec.sampler.get("type") == "grid":
@@ -226,331 +156,118 @@ def _queued_points(spec: SweepSpec) -> list[dict]:
     return []
 
 
-def _enqueue_missing(study: optuna.Study, points: list[dict]) -> None:
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
-    # An interrupted trial is not missing: the worker requeues it to resume its checkpoint.
-    have = [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(
-        deepcopy=False) if t.state in live or _interrupted(t)]  # fmt: skip
+def grid_points(spec: SweepSpec) -> list[dict]:
+    """Every point of a grid sweep, as Optuna params (grids have no conditional params)."""
+    sampled = {n: p for n, p in spec.params.items() if p.type != "fixed"}
+    values = [p.grid_values() for p in sampled.values()]
+    return [dict(zip(sampled, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def enqueue_missing(study: optuna.Study, points: list[dict], target: int | None) -> int:
+    """Queue, in order, the ``points`` no lineage holds yet, until ``target`` lineages exist.
+
+    Returns how many were queued.
+    """
+    trials = study.get_trials(deepcopy=False)
+    have = [params_of(first) for first in (lin[0] for lin in lineages(trials).values())]
+    room = None if target is None else target - len(have)
+    queued = 0
     for point in points:
-        if not any(_same_point(point, h) for h in have):
+        if room is not None and queued >= room:
+            break
+        if not any(same_point(point, h) for h in have):
             study.enqueue_trial(point, skip_if_exists=False)
+            have.append(point)
+            queued += 1
+    return queued
 
 
-# --- running trials ---------------------------------------------------------------------
+# --- reading a study's trials -------------------------------------------------------------
 
 
-def _worker_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    sampler = make_sampler(spec)
-    if isinstance(sampler, optuna.samplers.GridSampler):
-        # Every grid point is enqueued (create_or_resume), so the grid sampler has nothing to
-        # choose; and its after_trial hook assumes the trials carry the ids it hands out
-        # (KeyError 'grid_id' on a one-point grid or a retried point). A worker never samples
-        # a grid trial, so any sampler that leaves enqueued params alone will do.
-        return optuna.samplers.RandomSampler(seed=0)
-    return sampler
+def params_of(t: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameter values, also for a queued trial that has not asked for them yet."""
+    return t.params or dict(t.system_attrs.get("fixed_params", {}))
 
 
-class PruningCallback(keras.callbacks.Callback):
-    """Reports PublicTest accuracy to Optuna every epoch and stops the trial when told to."""
-
-    def __init__(self, trial: optuna.Trial) -> None:
-        super().__init__()
-        self.trial = trial
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = float((logs or {}).get("val_accuracy", 0.0))
-        self.trial.report(value, step=epoch + 1)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (PublicTest {value:.4f})")
+def same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(a[k] == b[k] for k in a)
 
 
-class Worker:
-    """Runs a study's trials until it has its number of trials, time runs out or it is stopped."""
+def root_of(t: FrozenTrial) -> int:
+    """The number of the first attempt of ``t``'s lineage."""
+    return int(t.system_attrs.get(RETRY_OF, t.number))
 
-    def __init__(
-        self,
-        study_name: str,
-        *,
-        storage: str | None = None,
-        tracking_uri: str | None = None,
-        data: str | Path | None = None,
-        stop_event: threading.Event | None = None,
-        max_trials: int | None = None,
-    ) -> None:
-        from fer_sweep.data import load_dataset
-        from fer_sweep.tracking import connect
 
-        self.rdb = open_storage(storage)
+def outcome_of_trial(t: FrozenTrial) -> Outcome | None:
+    """How an attempt ended, from its own record; None while it is queued or running.
+
+    A failed attempt that recorded nothing was lost: its worker died before it could.
+    """
+    if t.state == TrialState.COMPLETE:
+        return Outcome.COMPLETE
+    if t.state == TrialState.PRUNED:
+        return Outcome.PRUNED
+    if t.state == TrialState.FAIL:
         try:
-            study = optuna.load_study(study_name=study_name, storage=self.rdb)
-        except KeyError:
-            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(self.rdb))
-            raise UserError(
-                f"no study '{study_name}' in {storage_url(storage)} (studies: {known or 'none'})"
-            ) from None
-        self.plan = plan_of(study)
-        self.study = optuna.load_study(
-            study_name=study_name,
-            storage=self.rdb,
-            sampler=_worker_sampler(self.plan.spec),
-            pruner=make_pruner(self.plan.spec),
-        )
-        self.client = connect(tracking_uri)
-        self.dataset = load_dataset(data)
-        self.stop_event = stop_event or threading.Event()
-        self.max_trials = max_trials
-        self.parent_run_id = parent_run(self.study, self.client)
-        # Whichever worker finds a dead worker's trial also closes that attempt's MLflow run.
-        self.rdb.heartbeat_stale_trial_callback = self._on_stale
-
-    def _on_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id:
-            print(f"trial {trial.number}: its worker stopped beating; retrying it", file=sys.stderr)
-            _close_run(self.client, run_id, "worker lost (no heartbeat)")
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
-
-    def _more_to_do(self, deadline: float | None, ran: int) -> bool:
-        if self.stop_event.is_set() or (deadline is not None and time.time() >= deadline):
-            return False
-        if self.max_trials is not None and ran >= self.max_trials:
-            return False
-        # A dead worker's trial is only noticed when a trial starts; look now, so that a worker
-        # that joins when the stale trial is the only one left still runs it.
-        optuna.storages.fail_stale_trials(self.study)
-        trials = self.study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials):
-            return True
-        if _queued_points(self.plan.spec):
-            return False  # a grid or a fixed list is done when its queue is empty
-        busy = sum(t.state in FINISHED or t.state == TrialState.RUNNING for t in trials)
-        return busy < self.plan.n_trials
-
-    def run(self) -> int:
-        """Run trials until there is nothing left; returns how many this worker ran."""
-        timeout = self.plan.timeout
-        deadline = time.time() + float(timeout) if timeout else None
-        ran = 0
-        self._requeue_interrupted()  # a hard stop (second Ctrl-C) last time leaves some
-        while self._more_to_do(deadline, ran):
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
-            ran += 1
-            self._requeue_interrupted()
-        return ran
-
-    def _requeue_interrupted(self) -> None:
-        # An interrupted trial is recorded as failed; a queued copy of it (same params, same
-        # checkpoint folder) makes the next run of the sweep pick it up where it stopped. A
-        # finished trial cannot be written to, so "already requeued" is read from the copies.
-        trials = self.study.get_trials(deepcopy=False)
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-        for t in trials:
-            if _interrupted(t) and t.number not in retried:
-                RetryHeartbeatStaleTrialCallback(max_retry=None)(self.study, t)
-
-    def objective(self, trial: optuna.Trial) -> float:
-        from fer_sweep.run import tracked_train, workdir_for
-        from fer_sweep.tracking import start_run
-
-        spec, plan = self.plan.spec, self.plan
-        sampled = suggest(spec, trial)
-        values = trial_config_values(spec, sampled, spec.budget(plan.budget_name))
-        config = make_config(values, origin=f"trial {trial.number}")
-        # optuna.Trial hides system attrs; the stored (frozen) trial has the retry lineage.
-        origin = self.study.get_trials(deepcopy=False)[trial.number].system_attrs.get(
-            "failed_trial"
-        )
-        root = trial.number if origin is None else origin
-        previous_run = trial.user_attrs.get("mlflow_run_id")
-        if previous_run:
-            # The attempt this one replaces died or was stopped: close its run for good.
-            _close_run(self.client, previous_run, "superseded by a retry")
-            with suppress(Exception):
-                self.client.set_tag(
-                    previous_run, "fer_sweep.superseded_by_trial", str(trial.number)
-                )
-        tags = {
-            "optuna.study": self.study.study_name,
-            "optuna.trial": str(trial.number),
-            "optuna.state": "RUNNING",
-            "fer_sweep.budget": plan.budget_name,
-        }
-        if origin is not None:
-            tags["fer_sweep.retry_of_trial"] = str(origin)
-        run_id = start_run(
-            self.client,
-            self.study.study_name,
-            config,
-            run_name=f"trial-{trial.number:04d}",
-            parent_run_id=self.parent_run_id,
-            tags=tags,
-        )
-        trial.set_user_attr("mlflow_run_id", run_id)
-        workdir = workdir_for(f"{self.study.study_name}/trial-{root:04d}")
-        state = "FAIL"
-        try:
-            result = tracked_train(
-                config,
-                self.dataset,
-                client=self.client,
-                run_id=run_id,
-                workdir=workdir,
-                callbacks=[PruningCallback(trial)],
-                stop_event=self.stop_event,
-                progress=False,
-                killed_on=(optuna.TrialPruned,),
-                resume_run=previous_run,
-            )
-            state = "COMPLETE"
-        except optuna.TrialPruned:
-            state = "PRUNED"
-            raise
-        except KeyboardInterrupt:
-            # A hard stop: the last checkpoint stays, and the next run resumes from it.
-            from fer_sweep.train import checkpoint_epoch
-
-            with suppress(Exception):
-                trial.set_user_attr("interrupted", checkpoint_epoch(workdir))
-            raise
-        except Exception as exc:
-            from fer_sweep.train import TrainingDiverged, TrainingInterrupted
-
-            if isinstance(exc, TrainingInterrupted):
-                trial.set_user_attr("interrupted", exc.epoch)
-            else:
-                what = "diverged" if isinstance(exc, TrainingDiverged) else "failed"
-                print(f"trial {trial.number} {what}: {exc}", file=sys.stderr)
-                trial.set_user_attr("end_reason", what)
-            trial.set_user_attr("error", str(exc)[:500])
-            raise
-        finally:
-            # Bookkeeping must not mask the trial's own outcome.
-            with suppress(Exception):
-                self.client.set_tag(run_id, "optuna.state", state)
-        at_best = spec.objective_at == "best"
-        test = result.test_best if at_best else result.test_final
-        trial.set_user_attr("private_accuracy", test.accuracy)
-        trial.set_user_attr("epochs_trained", result.epochs_trained)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
-        if result.extra.get("logging_errors"):
-            # The result is safe here; say in the study what MLflow is missing.
-            trial.set_user_attr("mlflow_errors", "; ".join(result.extra["logging_errors"])[:500])
-        return result.best_val_accuracy if at_best else result.final_val_accuracy
+            return Outcome(t.user_attrs.get(OUTCOME, Outcome.LOST))
+        except ValueError:
+            return Outcome.LOST
+    return None
 
 
-def _close_run(client, run_id: str, reason: str) -> None:
-    """Mark a dead or replaced attempt's MLflow run KILLED (if it is still RUNNING)."""
-    try:
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "fer_sweep.end_reason", reason)
-            client.set_terminated(run_id, "KILLED")
-    except Exception as err:  # noqa: BLE001 - bookkeeping; the retry goes ahead regardless
-        print(f"warning: could not close MLflow run {run_id}: {err}", file=sys.stderr)
+def skipped(t: FrozenTrial) -> bool:
+    return t.state == TrialState.FAIL and t.user_attrs.get(OUTCOME) == Outcome.SKIPPED
 
 
-def parent_run(study: optuna.Study, client) -> str:
-    """The study's parent MLflow run (one per study), created by whoever gets there first."""
-    from fer_sweep.tracking import code_version, experiment_id
+def lineages(trials: Iterable[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
+    """Attempts by lineage (keyed and ordered by the first attempt's number), oldest first;
+    skipped attempts are left out."""
+    out: dict[int, list[FrozenTrial]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if not skipped(t):
+            out.setdefault(root_of(t), []).append(t)
+    return dict(sorted(out.items()))
 
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
-    if run_id:
-        return run_id
-    exp = experiment_id(client, study.study_name)
-    run = client.create_run(
-        exp,
-        run_name=study.study_name,
-        tags={
-            "optuna.study": study.study_name,
-            "fer_sweep.role": "study",
-            "fer_sweep.code_version": code_version(),
-            "mlflow.note.content": study.user_attrs.get("description", ""),
-        },
-    )
-    client.log_param(run.info.run_id, "budget", study.user_attrs.get("budget"))
-    client.log_text(run.info.run_id, study.user_attrs.get("spec_text", ""), "sweep.yaml")
-    study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
-    # Two workers may race here; the attribute that stuck wins and the loser's run is closed.
-    winner = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[
-        "mlflow_parent_run_id"
-    ]
-    if winner != run.info.run_id:
-        client.delete_run(run.info.run_id)
-    return winner
+
+def started(lineage: list[FrozenTrial]) -> bool:
+    """Whether any attempt of a lineage has run (or runs): it holds one of the study's slots."""
+    return any(t.state != TrialState.WAITING for t in lineage)
+
+
+def space_points(spec: SweepSpec) -> list[dict[str, Any]] | None:
+    """Every point of a discrete space as Optuna params (conditional parameters honoured),
+    or None when a parameter is continuous or there are too many points to list."""
+    items = list(spec.params.items())
+    if any(p.type != "fixed" and p.grid_values() is None for _, p in items):
+        return None
+    points: list[dict[str, Any]] = []
+
+    def walk(i: int, chosen: dict[str, Any], sampled: dict[str, Any]) -> None:
+        if len(points) > MAX_ENUMERATED_POINTS:
+            return
+        if i == len(items):
+            points.append(sampled)
+            return
+        name, param = items[i]
+        if not param.active(chosen):
+            walk(i + 1, chosen, sampled)
+        elif param.type == "fixed":
+            walk(i + 1, {**chosen, name: param.value}, sampled)
+        else:
+            for value in param.grid_values():
+                walk(i + 1, {**chosen, name: value}, {**sampled, name: value})
+
+    walk(0, {}, {})
+    return None if len(points) > MAX_ENUMERATED_POINTS else points
 
 
 def summarize(study: optuna.Study) -> dict[str, int]:
+    """Attempts per state (``skipped`` apart from ``fail``) and the configurations tried."""
+    trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
+    counts["skipped"] = 0
+    for t in trials:
+        counts["skipped" if skipped(t) else t.state.name.lower()] += 1
+    counts["configurations"] = len(lineages(trials))
     return counts
-
-
-# --- stopping on Ctrl-C ---------------------------------------------------------------
-
-
-@contextmanager
-def graceful_interrupt(stop_event: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: finish the current epoch, checkpoint, stop. Second: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop_event.is_set():
-            raise KeyboardInterrupt
-        stop_event.set()
-        print(
-            "\nstopping after the current epoch (checkpointed; the next run resumes it); "
-            "Ctrl-C again to quit now",
-            file=sys.stderr,
-        )
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-# --- several workers on one machine ---------------------------------------------------
-
-
-def spawn_workers(
-    study_name: str,
-    jobs: int,
-    *,
-    storage: str,
-    tracking_uri: str | None,
-    data: str | None,
-    log_dir: Path,
-) -> list[subprocess.Popen]:
-    """Start ``jobs`` worker processes, each with its share of the cores."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    procs = []
-    for i in range(jobs):
-        cmd = [sys.executable, "-m", "fer_sweep", "worker", "--study", study_name,
-               "--storage", storage, "--threads", str(threads)]  # fmt: skip
-        if tracking_uri:
-            cmd += ["--tracking-uri", tracking_uri]
-        if data:
-            cmd += ["--data", str(data)]
-        log = open(log_dir / f"{study_name}-worker{i}.log", "ab")  # noqa: SIM115 - child owns it
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-    return procs
-
-
-def set_threads(threads: int | None) -> None:
-    """Limit the backend's CPU threads (must run before the first op)."""
-    if not threads:
-        return
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -1,59 +1,67 @@
-"""MLflow: where runs go, what each run records, and how its status follows the work.
+"""What a training run records in MLflow, and how its checkpoints travel between machines.
 
 Default store (nothing to start by hand): MLflow on SQLite at ``mlruns/mlflow.db`` with
-artifacts under ``mlruns/artifacts``. ``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` point
-elsewhere (for instance an MLflow tracking server shared by many workers).
+artifacts under ``mlruns/artifacts``; the settings (:mod:`fer_sweep.settings`) point
+elsewhere, for instance at an MLflow tracking server shared by many workers.
+
+:func:`tracked_train` trains inside a run that :func:`fer_sweep.runs.open_run` opened: every
+epoch's metrics under the names of :mod:`fer_sweep.metric_names`, then PrivateTest, the
+confusion matrices, the curves and the model files. Every write goes through the run's
+:meth:`~fer_sweep.runs.TrackedRun.safely`, so a tracking failure costs logging, never the
+result. With a tracking server, each new checkpoint is uploaded whole into
+``checkpoints/epoch-NNNN/`` and only then named by the run's ``fer_sweep.checkpoint`` tag, so
+a retry on another machine (:func:`fetch_checkpoint`) never pairs one epoch's model with
+another epoch's state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from fer_sweep import __version__
+from fer_sweep import metric_names as names
 from fer_sweep.config import TrainConfig
-from fer_sweep.data import EMOTIONS
-from fer_sweep.errors import UserError
+from fer_sweep.data import EMOTIONS, Dataset
+from fer_sweep.errors import UserError, first_line
+from fer_sweep.runs import TrackedRun
+from fer_sweep.settings import is_local
+from fer_sweep.train import (
+    BEST_WEIGHTS,
+    CHECKPOINT_DIR,
+    TrainingInterrupted,
+    TrainResult,
+    checkpoint_epoch,
+    train,
+)
 
-STORE_DIR = Path("mlruns")
 log = logging.getLogger(__name__)
 
-
-def store_dir() -> Path:
-    return Path(os.environ.get("FER_SWEEP_STORE", STORE_DIR)).resolve()
-
-
-def tracking_uri(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+# The run's tag naming its latest complete checkpoint upload (an artifact folder).
+CHECKPOINT_TAG = "fer_sweep.checkpoint"
+CHECKPOINTS = "checkpoints"
 
 
-def is_local(uri: str) -> bool:
-    """Whether ``uri`` is a store on this machine's disk (not a tracking server)."""
-    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
-
-
-def connect(uri: str | None = None) -> MlflowClient:
+def connect(uri: str) -> MlflowClient:
     """A client on ``uri``, checked before any training starts.
 
     The first call on a new SQLite store creates its schema; doing it here, once, before
     workers start keeps parallel writers from racing through MLflow's migrations.
     """
-    uri = tracking_uri(uri)
     # MLflow narrates schema creation and migrations at INFO; a user needs only problems.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -70,12 +78,8 @@ def connect(uri: str | None = None) -> MlflowClient:
     try:
         client.search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means "unreachable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"MLflow tracking store {uri} is unreachable: {first[:200]}") from None
+        raise UserError(f"MLflow tracking store {uri} is unreachable: {first_line(err)}") from None
     return client
-
-
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 
 def _check_server(uri: str) -> None:
@@ -91,58 +95,6 @@ def _check_server(uri: str) -> None:
         raise UserError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    location = None
-    if is_local(client.tracking_uri):
-        location = (store_dir() / "artifacts").as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:
-        # Another worker created it between our lookup and our create.
-        return client.get_experiment_by_name(name).experiment_id
-
-
-def code_version() -> str:
-    """The git commit of the checkout when there is one, else the package version."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except OSError:
-        pass
-    return __version__
-
-
-def start_run(
-    client: MlflowClient,
-    experiment: str,
-    config: TrainConfig,
-    *,
-    run_name: str | None = None,
-    parent_run_id: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> str:
-    """Create a RUNNING run carrying the whole resolved config as params."""
-    all_tags = {"fer_sweep.code_version": code_version(), **(tags or {})}
-    if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
-    run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=all_tags)
-    params = [Param(k, v) for k, v in config.to_params().items()]
-    client.log_batch(run.info.run_id, params=params)
-    return run.info.run_id
-
-
 def config_from_run(client: MlflowClient, run_id: str) -> TrainConfig:
     """Rebuild the TrainConfig a run was started with (its params round-trip)."""
     from fer_sweep.config import make_config
@@ -152,51 +104,204 @@ def config_from_run(client: MlflowClient, run_id: str) -> TrainConfig:
     return make_config(values, origin=f"run {run_id}")
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's metrics with ``step=epoch`` (1-based), as Keras reports them.
+# --- while training -----------------------------------------------------------------------
 
-    A tracking store that fails mid-run must not kill the training: the failure is kept in
-    ``errors`` and reported once at the end instead of being swallowed.
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's metrics with ``step=epoch`` (1-based) under our names.
+
+    A tracking store that fails mid-run must not stop the training: the run notes the
+    failure (whatever its message, empty included) and the next epoch tries again.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, run: TrackedRun) -> None:
         super().__init__()
-        self.client = client
-        self.run_id = run_id
-        self.errors: list[str] = []
+        self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, epoch + 1) for k, v in (logs or {}).items()]
+        metrics = [Metric(k, v, now, epoch + 1) for k, v in names.from_keras(logs or {}).items()]
+        self.run.safely(f"epoch {epoch + 1}", self.run.client.log_batch, self.run.id,
+                        metrics=metrics)  # fmt: skip
+
+
+class CheckpointUploader(keras.callbacks.Callback):
+    """Uploads each new checkpoint to the run's artifacts, for a retry on another machine.
+
+    The trainer writes its checkpoint after every other callback at the end of an epoch, so
+    the upload happens at the start of the next epoch (and once more when training stops).
+    The folder goes whole to ``checkpoints/epoch-NNNN/``; only then does the run's
+    ``fer_sweep.checkpoint`` tag move to it, so a worker killed mid-upload leaves the tag on
+    the previous complete checkpoint. The superseded folder is then removed.
+    """
+
+    def __init__(self, run: TrackedRun, workdir: Path) -> None:
+        super().__init__()
+        self.run = run
+        self.workdir = Path(workdir)
+        self.uploaded: str | None = None
+        self.uploaded_epoch = 0
+
+    def upload(self) -> None:
+        epoch = checkpoint_epoch(self.workdir)
+        folder = self.workdir / CHECKPOINT_DIR
+        if epoch <= self.uploaded_epoch or not folder.is_dir():
+            return
+        client, run_id = self.run.client, self.run.id
+        path = f"{CHECKPOINTS}/epoch-{epoch:04d}"
+        what = f"checkpoint upload after epoch {epoch}"
         try:
-            self.client.log_batch(self.run_id, metrics=metrics)
-        except Exception as err:  # noqa: BLE001 - tracking loss is reported, training goes on
-            self.errors.append(f"epoch {epoch + 1}: {str(err).splitlines()[0][:200]}")
-            if len(self.errors) == 1:
-                print(f"warning: MLflow logging failed: {self.errors[0]}", file=sys.stderr)
+            client.log_artifacts(run_id, str(folder), artifact_path=path)
+            client.set_tag(run_id, CHECKPOINT_TAG, path)
+        except Exception as err:  # noqa: BLE001 - tracking loss is noted, training goes on
+            self.run.note(f"{what}: {first_line(err)}")
+            return
+        previous, self.uploaded, self.uploaded_epoch = self.uploaded, path, epoch
+        if previous is not None:
+            self.run.safely(f"removing the superseded {previous}", _delete_artifacts,
+                            client, run_id, previous)  # fmt: skip
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.upload()
 
 
-def log_result(client: MlflowClient, run_id: str, result) -> None:
-    """Final metrics, the confusion matrices, learning curves and checkpoints of a run."""
+def _delete_artifacts(client: MlflowClient, run_id: str, path: str) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    get_artifact_repository(client.get_run(run_id).info.artifact_uri).delete_artifacts(path)
+
+
+def fetch_checkpoint(client: MlflowClient, run_id: str, workdir: Path) -> int:
+    """Put ``run_id``'s latest complete checkpoint into ``workdir`` unless it has one; returns
+    the epoch it holds (0: none, training starts over)."""
+    workdir = Path(workdir)
+    if checkpoint_epoch(workdir) > 0:
+        return checkpoint_epoch(workdir)
+    try:
+        path = client.get_run(run_id).data.tags.get(CHECKPOINT_TAG)
+        if not path:
+            return 0
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            local = Path(client.download_artifacts(run_id, path, tmp))
+            shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
+            local.rename(workdir / CHECKPOINT_DIR)
+    except Exception as err:  # noqa: BLE001 - no checkpoint means starting over, not failing
+        print(f"warning: could not fetch run {run_id}'s checkpoint ({first_line(err)}); "
+              "starting from epoch 1", file=sys.stderr)  # fmt: skip
+        return 0
+    return checkpoint_epoch(workdir)
+
+
+# --- one tracked training run -------------------------------------------------------------
+
+
+def tracked_train(
+    config: TrainConfig,
+    dataset: Dataset,
+    *,
+    run: TrackedRun,
+    workdir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    stop_event: threading.Event | None = None,
+    progress: bool = True,
+    resume_run: str | None = None,
+    trainer: Callable[..., TrainResult] = train,
+) -> TrainResult:
+    """Train ``config`` on ``dataset`` into the open ``run`` and log what it produced.
+
+    Args:
+        config: the run's config.
+        dataset: the data (its hash and source are tagged on the run).
+        run: the open run (:func:`fer_sweep.runs.open_run`), which closes it.
+        workdir: the local checkpoint folder; a checkpoint there is resumed.
+        callbacks: more Keras callbacks (a sweep's pruning callback).
+        stop_event: set it to stop after the current epoch, checkpointed
+            (:class:`~fer_sweep.train.TrainingInterrupted` is raised).
+        progress: show a progress bar on the terminal.
+        resume_run: an earlier attempt's run; with a tracking server, its uploaded
+            checkpoint is fetched when ``workdir`` holds none.
+        trainer: the training function (:func:`fer_sweep.train.train`).
+
+    Exceptions from training go on their way (the run's ``with`` block closes it); tracking
+    failures are noted on ``run`` and never raised.
+    """
+    remote = not is_local(run.client.tracking_uri)
+    tags = {"fer_sweep.dataset_sha256": dataset.sha256, "fer_sweep.dataset_source": dataset.source,
+            "fer_sweep.workdir": str(workdir)}  # fmt: skip
+    if resume_run:
+        tags["fer_sweep.resumes_run"] = resume_run
+        if remote:
+            fetch_checkpoint(run.client, resume_run, workdir)
+    run.set_tags(tags)
+    uploader = CheckpointUploader(run, workdir) if remote else None
+    bar = None
+    if progress:
+        from fer_sweep.progress import EpochProgress
+
+        n_train = config.subset or int((dataset.split == 0).sum())
+        bar = EpochProgress(config.epochs, math.ceil(n_train / config.batch_size))
+    extra = [cb for cb in (uploader, *callbacks, bar) if cb is not None]
+    try:
+        result = trainer(config, dataset, workdir=workdir, callbacks=[EpochLogger(run), *extra],
+                         stop_event=stop_event)  # fmt: skip
+    except TrainingInterrupted:
+        if uploader is not None:
+            uploader.upload()  # the checkpoint written on the way out
+        raise
+    finally:
+        if bar is not None:
+            bar.progress.stop()
+    run.safely("final metrics and artifacts", log_result, run, result)
+    return result
+
+
+def final_metrics(result: TrainResult) -> dict[str, float]:
+    """The once-per-run numbers of a finished run, under the names of metric_names."""
+    out = {
+        names.EPOCHS_TRAINED: result.epochs_trained,
+        names.BEST_EPOCH: result.best_epoch,
+        names.PUBLIC_BEST: result.best_val_accuracy,
+        names.PUBLIC_FINAL: result.final_val_accuracy,
+        names.PRIVATE_FINAL: result.test_final.accuracy,
+        names.PRIVATE_AT_BEST: result.test_best.accuracy,
+        names.FIT_SECONDS: result.fit_seconds,
+        names.EVAL_SECONDS: result.eval_seconds,
+    }
+    train_accuracy = result.history.get("accuracy")
+    if train_accuracy:
+        out[names.TRAIN_BEST] = max(train_accuracy)
+    for which, report in (("final", result.test_final), ("at_best_epoch", result.test_best)):
+        for emotion, acc in zip(EMOTIONS, report.per_class, strict=True):
+            out[names.per_class(which, emotion)] = acc
+    return {k: float(v) for k, v in out.items()}
+
+
+def result_files(result: TrainResult) -> dict[str, Path]:
+    """The files the trainer produced, by their artifact path (files or whole folders).
+
+    The one place that knows the trainer's file names, until the result lists its own.
+    """
+    work = result.workdir
+    return {
+        f"{CHECKPOINTS}/final.keras": work / "final.keras",
+        f"{CHECKPOINTS}/{BEST_WEIGHTS}": work / BEST_WEIGHTS,
+        f"{CHECKPOINTS}/last": work / CHECKPOINT_DIR,
+    }
+
+
+def log_result(run: TrackedRun, result: TrainResult) -> None:
+    """Final metrics, the confusion matrices, learning curves and the model files of a run.
+
+    Each part is written on its own, so one failure loses only that part.
+    """
     from fer_sweep.plots import plot_confusion, plot_curves
 
-    now = int(time.time() * 1000)
-    step = result.epochs_trained
-    final = {
-        "epochs_trained": result.epochs_trained,
-        "best_epoch": result.best_epoch,
-        "best_val_accuracy": result.best_val_accuracy,
-        "final_val_accuracy": result.final_val_accuracy,
-        "test_accuracy": result.test_final.accuracy,
-        "best_test_accuracy": result.test_best.accuracy,
-        "fit_seconds": result.fit_seconds,
-        "eval_seconds": result.eval_seconds,
-    }
-    for name, report in (("test", result.test_final), ("best_test", result.test_best)):
-        for label, acc in zip(list(EMOTIONS), report.per_class, strict=True):
-            final[f"{name}_accuracy_{label}"] = acc
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in final.items()])
-    client.set_tag(run_id, "fer_sweep.resumed_from_epoch", str(result.resumed_from_epoch))
+    client, run_id = run.client, run.id
+    now, step = int(time.time() * 1000), result.epochs_trained
+    metrics = [Metric(k, v, now, step) for k, v in final_metrics(result).items()]
+    run.safely("final metrics", client.log_batch, run_id, metrics=metrics)
+    run.set_tags({"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)})
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -207,10 +312,12 @@ def log_result(client: MlflowClient, run_id: str, result) -> None:
             plot_confusion(report, out / f"confusion_{name}.png", title=f"PrivateTest, {name}")
         plot_curves(result.history, out / "learning_curves.png")
         (out / "history.json").write_text(json.dumps(result.history))
-        client.log_artifacts(run_id, tmp, artifact_path="evaluation")
-    for name in ("final.keras", "best.weights.h5"):
-        if (result.workdir / name).exists():
-            client.log_artifact(run_id, str(result.workdir / name), artifact_path="checkpoints")
-    ckpt = result.workdir / "checkpoint"
-    if ckpt.exists():
-        client.log_artifacts(run_id, str(ckpt), artifact_path="checkpoints/last")
+        run.safely("evaluation artifacts", client.log_artifacts, run_id, tmp, "evaluation")
+    for artifact, local in result_files(result).items():
+        folder, _, name = artifact.rpartition("/")
+        if local.is_dir():
+            run.safely(artifact, client.log_artifacts, run_id, str(local), artifact)
+        elif local.exists():
+            if local.name != name:
+                raise ValueError(f"{artifact}: MLflow keeps the file name, got {local.name}")
+            run.safely(artifact, client.log_artifact, run_id, str(local), folder or None)

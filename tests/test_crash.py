@@ -16,9 +16,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fer_sweep import metric_names as names
 from fer_sweep.services import _kill_group, free_port, start_mlflow
-from fer_sweep.study import open_storage
-from fer_sweep.tracking import connect, store_dir
+from fer_sweep.settings import Settings
+from fer_sweep.storage import open_storage
+from fer_sweep.tracking import connect
 from fer_sweep.train import checkpoint_epoch
 
 pytestmark = pytest.mark.slow
@@ -91,7 +93,7 @@ def sweep(tmp_path: Path, spec: Path, data: Path, *more: str, **extra: str) -> C
 
 
 def workdir(trial: int) -> Path:
-    return store_dir() / "work" / STUDY / f"trial-{trial:04d}"
+    return Settings.resolve().workdir(f"{STUDY}/trial-{trial:04d}")
 
 
 def wait_for_checkpoint(cli: Cli, trial: int, epoch: int = 1, timeout: float = 400) -> int:
@@ -110,11 +112,15 @@ def wait_for_checkpoint(cli: Cli, trial: int, epoch: int = 1, timeout: float = 4
 
 
 def trials() -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=STUDY, storage=open_storage()).get_trials()
+    return optuna.load_study(
+        study_name=STUDY, storage=open_storage(Settings.resolve())
+    ).get_trials()
 
 
 def run_of(trial: optuna.trial.FrozenTrial, client=None):
-    return (client or connect()).get_run(trial.user_attrs["mlflow_run_id"])
+    return (client or connect(Settings.resolve().tracking_uri)).get_run(
+        trial.user_attrs["mlflow_run_id"]
+    )
 
 
 def one_error_line(output: str) -> str:
@@ -147,7 +153,7 @@ def test_sigkill_mid_trial_is_retried_from_its_checkpoint(tmp_path, spec, fer_cs
     killed_at = checkpoint_epoch(workdir(1))
     before = {t.number: t for t in trials()}
     assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
-    client = connect()
+    client = connect(Settings.resolve().tracking_uri)
     assert run_of(before[1], client).info.status == "RUNNING"
 
     # The stale trial is the only one left: the next sweep must still find and retry it.
@@ -168,12 +174,15 @@ def test_sigkill_mid_trial_is_retried_from_its_checkpoint(tmp_path, spec, fer_cs
 
     killed_run, retry_run = run_of(after[1], client), run_of(retry, client)
     assert killed_run.info.status == "KILLED"
-    assert killed_run.data.tags["fer_sweep.end_reason"] == "worker lost (no heartbeat)"
+    assert killed_run.data.tags["fer_sweep.end_reason"] == "lost"
+    assert killed_run.data.tags["fer_sweep.error"] == "worker lost (no heartbeat)"
     assert killed_run.data.tags["fer_sweep.superseded_by_trial"] == "2"
     assert retry_run.info.status == "FINISHED"
     assert retry_run.data.tags["fer_sweep.retry_of_trial"] == "1"
     assert retry_run.data.tags["fer_sweep.resumed_from_epoch"] == str(killed_at)
-    steps = [m.step for m in client.get_metric_history(retry_run.info.run_id, "val_accuracy")]
+    steps = [
+        m.step for m in client.get_metric_history(retry_run.info.run_id, names.PUBLIC_ACCURACY)
+    ]
     assert steps == list(range(killed_at + 1, EPOCHS + 1))
     # What was finished before the kill is untouched.
     assert after[0].value == before[0].value
@@ -191,7 +200,8 @@ def test_ctrl_c_stops_within_an_epoch_and_the_next_sweep_resumes(tmp_path, spec,
 
     stopped = {t.number: t for t in trials()}
     assert stopped[0].state == TrialState.FAIL
-    epoch = stopped[0].user_attrs["interrupted"]
+    assert stopped[0].user_attrs["outcome"] == "interrupted"
+    epoch = stopped[0].user_attrs["stopped_after_epoch"]
     assert seen <= epoch <= seen + 1 and epoch == checkpoint_epoch(workdir(0))
     assert run_of(stopped[0]).info.status == "KILLED"
     queued = [t for t in stopped.values() if t.state == TrialState.WAITING]
@@ -226,7 +236,7 @@ def test_second_ctrl_c_exits_at_once_and_both_stores_stay_usable(tmp_path, spec,
     assert second.wait(600) == 0, second.output
     done = [t for t in trials() if t.state == TrialState.COMPLETE]
     assert sorted(t.params["dropout"] for t in done) == ["a", "b"]
-    client = connect()
+    client = connect(Settings.resolve().tracking_uri)
     for t in trials():
         assert run_of(t, client).info.status != "RUNNING"
     ranking = subprocess.run([sys.executable, "-m", "fer_sweep", "best", "--study", STUDY],
@@ -243,7 +253,7 @@ def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, f
     assert cli.wait(600) == 0, cli.output
     assert "trial 0 diverged: training loss became nan in epoch 1" in cli.output
     diverged, fine = trials()
-    assert diverged.state == TrialState.FAIL and diverged.user_attrs["end_reason"] == "diverged"
+    assert diverged.state == TrialState.FAIL and diverged.user_attrs["outcome"] == "diverged"
     assert fine.state == TrialState.COMPLETE
     run = run_of(diverged)
     assert run.info.status == "FAILED" and run.data.tags["fer_sweep.end_reason"] == "diverged"
@@ -260,7 +270,7 @@ def test_unreachable_store_is_one_line_before_training(tmp_path, spec, fer_csv, 
     assert done.returncode == 2, done.stderr
     line = one_error_line(done.stderr)
     assert "unreachable" in line and str(port) in line
-    assert not (store_dir() / "work").exists()  # no trial started
+    assert not (Settings.resolve().store_dir / "work").exists()  # no trial started
 
 
 @pytest.fixture

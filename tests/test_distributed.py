@@ -23,8 +23,9 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import services
-from fer_sweep.study import open_storage
-from fer_sweep.tracking import connect
+from fer_sweep.settings import Settings
+from fer_sweep.storage import open_storage
+from fer_sweep.tracking import CHECKPOINT_TAG, connect
 from fer_sweep.train import checkpoint_epoch
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
@@ -99,7 +100,8 @@ def test_two_workers_one_killed_every_trial_complete_once(stack, tmp_path, fer_c
             procs[name] = cli(tmp_path, f"worker-{name}", *join, store=tmp_path / name)
         # Kill worker a once its trial's first checkpoint is on the server.
         work_a = tmp_path / "a" / "work" / STUDY
-        storage, client = open_storage(stack.storage), connect(stack.tracking_uri)
+        storage = open_storage(Settings.resolve(storage=stack.storage))
+        client = connect(stack.tracking_uri)
         killed_trial, deadline = None, time.time() + 400
         while killed_trial is None and time.time() < deadline:
             assert procs["a"][0].poll() is None, procs["a"][1].read_text()[-3000:]
@@ -109,9 +111,8 @@ def test_two_workers_one_killed_every_trial_complete_once(stack, tmp_path, fer_c
                 number = int(folder.name.split("-")[1])
                 trial = optuna.load_study(study_name=STUDY, storage=storage).trials[number]
                 run_id = trial.user_attrs.get("mlflow_run_id")
-                names = [a.path for a in client.list_artifacts(run_id, "checkpoints/last")]
-                if trial.state == TrialState.RUNNING and any(n.endswith("state.json")
-                                                             for n in names):  # fmt: skip
+                uploaded = run_id and client.get_run(run_id).data.tags.get(CHECKPOINT_TAG)
+                if trial.state == TrialState.RUNNING and uploaded:
                     killed_trial = number
             time.sleep(0.2)
         assert killed_trial is not None, procs["a"][1].read_text()[-3000:]

@@ -7,8 +7,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fer_sweep import metric_names as names
 from fer_sweep.ranking import rank_trials, render
-from fer_sweep.study import open_storage
+from fer_sweep.settings import Settings
+from fer_sweep.storage import open_storage
 from fer_sweep.sweep import run_sweep
 from fer_sweep.sweepfile import load_sweep
 from fer_sweep.tracking import connect
@@ -38,6 +40,18 @@ def _write(tmp_path, text, name="tiny"):
     return load_sweep(path)
 
 
+def _settings():
+    return Settings.resolve()
+
+
+def _storage():
+    return open_storage(_settings())
+
+
+def _client():
+    return connect(_settings().tracking_uri)
+
+
 def _children(client, exp_name):
     exp = client.get_experiment_by_name(exp_name)
     runs = client.search_runs([exp.experiment_id])
@@ -48,21 +62,23 @@ def _children(client, exp_name):
 
 def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     spec = _write(tmp_path, TINY)
-    counts = run_sweep(spec, data=str(fer_csv), live=False)
+    counts = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
     assert counts["complete"] == 3 and counts["fail"] == 0
 
-    study = optuna.load_study(study_name="tiny-tiny", storage=open_storage())
+    study = optuna.load_study(study_name="tiny-tiny", storage=_storage())
     trials = study.get_trials()
     assert sorted(t.params["dropout"] for t in trials) == ["0.25/0.5", "0.3 all", "off"]
 
-    client = connect()
+    client = _client()
     parents, children = _children(client, "tiny-tiny")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 3
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [
+        assert [
+            m.step for m in client.get_metric_history(run.info.run_id, names.PUBLIC_ACCURACY)
+        ] == [
             1,
             2,
         ]
@@ -73,15 +89,15 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     for run in children:
         t = by_run[run.info.run_id]
         assert run.data.tags["optuna.trial"] == str(t.number)
-        assert run.data.metrics["best_val_accuracy"] == pytest.approx(t.value)
+        assert run.data.metrics[names.PUBLIC_BEST] == pytest.approx(t.value)
 
     # Re-running the same sweep resumes it: nothing is repeated.
-    again = run_sweep(spec, data=str(fer_csv), live=False)
+    again = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
     assert again["complete"] == 3 and len(study.get_trials()) == 3
     assert len(_children(client, "tiny-tiny")[1]) == 3
 
     # best: every format, from the same store.
-    ranked = rank_trials(open_storage(), top=3)
+    ranked = rank_trials(_storage(), top=3)
     assert [r.public_accuracy for r in ranked] == sorted(
         (100 * t.value for t in trials), reverse=True
     )
@@ -119,24 +135,29 @@ default_budget: tiny
 
 def test_a_diverging_trial_fails_alone_and_a_pruned_trial_keeps_its_curve(tmp_path, fer_csv):
     spec = _write(tmp_path, DIVERGE_AND_PRUNE, "rough")
-    counts = run_sweep(spec, data=str(fer_csv), live=False)
+    counts = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
     assert counts["fail"] == 1 and counts["pruned"] == 1
 
-    study = optuna.load_study(study_name="rough-tiny", storage=open_storage())
+    study = optuna.load_study(study_name="rough-tiny", storage=_storage())
     failed = study.get_trials(states=(TrialState.FAIL,))[0]
     pruned = study.get_trials(states=(TrialState.PRUNED,))[0]
-    assert failed.params["recipe"] == "diverges" and "loss became nan" in failed.user_attrs["error"]
+    assert (
+        failed.params["recipe"] == "diverges" and "loss became nan" in failed.user_attrs["reason"]
+    )
     assert pruned.params["recipe"] == "fine"
 
-    client = connect()
+    client = _client()
     fail_run = client.get_run(failed.user_attrs["mlflow_run_id"])
     assert fail_run.info.status == "FAILED"
     assert fail_run.data.tags["fer_sweep.end_reason"] == "diverged"
+    assert failed.user_attrs["outcome"] == "diverged" and len(study.trials) == 2  # not retried
     prune_run = client.get_run(pruned.user_attrs["mlflow_run_id"])
     assert prune_run.info.status == "KILLED" and prune_run.data.tags["optuna.state"] == "PRUNED"
-    steps = [m.step for m in client.get_metric_history(prune_run.info.run_id, "val_accuracy")]
+    steps = [
+        m.step for m in client.get_metric_history(prune_run.info.run_id, names.PUBLIC_ACCURACY)
+    ]
     assert 1 <= len(steps) < 3 and steps == list(range(1, len(steps) + 1))
-    assert rank_trials(open_storage(), study="rough-tiny") == []
+    assert rank_trials(_storage(), study="rough-tiny") == []
     assert "No finished trial yet." in render([], "table")
 
 
@@ -147,14 +168,14 @@ TWO_WORKERS = TINY.replace("name: tiny", "name: pair").replace(OFF_ARM, OFF_ARM 
 
 def test_two_workers_share_one_study_without_lost_or_duplicated_trials(tmp_path, fer_csv):
     spec = _write(tmp_path, TWO_WORKERS, "pair")
-    counts = run_sweep(spec, jobs=2, data=str(fer_csv), live=False)
+    counts = run_sweep(spec, _settings(), jobs=2, data=str(fer_csv), live=False)
     assert counts["complete"] == 4
 
-    study = optuna.load_study(study_name="pair-tiny", storage=open_storage())
+    study = optuna.load_study(study_name="pair-tiny", storage=_storage())
     trials = study.get_trials()
     assert len(trials) == 4
     assert sorted(t.params["dropout"] for t in trials) == ["0.25/0.5", "0.3 all", "0.5 all", "off"]
-    children = _children(connect(), "pair-tiny")[1]
+    children = _children(_client(), "pair-tiny")[1]
     assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == [0, 1, 2, 3]
     assert all(r.info.status == "FINISHED" for r in children)
 
@@ -165,9 +186,9 @@ def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
-    create_or_resume(load_sweep(path))
+    create_or_resume(load_sweep(path), _settings())
     path.write_text(TINY.replace("three dropout arms", "three dropout arms, reworded"))
-    create_or_resume(load_sweep(path))  # only the description changed: the study resumes
+    create_or_resume(load_sweep(path), _settings())  # only the description changed: resumes
     path.write_text(TINY.replace("batch_size: 32", "batch_size: 64"))
     with pytest.raises(UserError, match="created from another version"):
-        create_or_resume(load_sweep(path))
+        create_or_resume(load_sweep(path), _settings())

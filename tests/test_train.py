@@ -6,9 +6,11 @@ import threading
 import keras
 import pytest
 
+from fer_sweep import metric_names as names
 from fer_sweep.config import load_config
-from fer_sweep.run import tracked_train
-from fer_sweep.tracking import connect, start_run
+from fer_sweep.runs import open_run
+from fer_sweep.settings import Settings
+from fer_sweep.tracking import connect, tracked_train
 from fer_sweep.train import TrainingInterrupted, checkpoint_epoch, train
 
 pytestmark = pytest.mark.slow
@@ -21,26 +23,30 @@ def _config(**kw):
 
 
 def test_tracked_run_logs_curves_params_and_artifacts(fer_dataset, tmp_path):
-    client = connect()
+    client = connect(Settings.resolve().tracking_uri)
     cfg = _config(epochs=2)
-    run_id = start_run(client, "test-train", cfg, run_name="t")
-    result = tracked_train(cfg, fer_dataset, client=client, run_id=run_id,
-                           workdir=tmp_path / "w", progress=True)  # fmt: skip
+    with open_run(client, experiment="test-train", config=cfg, run_name="t") as tracked:
+        result = tracked_train(cfg, fer_dataset, run=tracked, workdir=tmp_path / "w",
+                               progress=True)  # fmt: skip
+    run_id = tracked.id
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == cfg.to_params()
     assert run.data.tags["fer_sweep.dataset_sha256"] == fer_dataset.sha256
     assert run.data.tags["fer_sweep.code_version"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
-        history = client.get_metric_history(run_id, key)
+        history = client.get_metric_history(run_id, names.FROM_KERAS[key])
         assert [m.step for m in history] == [1, 2], key
         assert [m.value for m in history] == pytest.approx(result.history[key])
     # The step schedule of a 2-epoch run drops after epoch 1 (fraction 0.5 of 2).
-    assert [m.value for m in client.get_metric_history(run_id, "lr")] == pytest.approx([1e-3, 1e-4])
+    lr = client.get_metric_history(run_id, names.LEARNING_RATE)
+    assert [m.value for m in lr] == pytest.approx([1e-3, 1e-4])
     metrics = run.data.metrics
-    assert metrics["test_accuracy"] == pytest.approx(result.test_final.accuracy)
-    assert 0.0 <= metrics["best_test_accuracy"] <= 1.0
-    assert metrics["epochs_trained"] == 2
+    assert metrics[names.PRIVATE_FINAL] == pytest.approx(result.test_final.accuracy)
+    assert metrics[names.PRIVATE_AT_BEST] == pytest.approx(result.test_best.accuracy)
+    assert metrics[names.PUBLIC_BEST] == pytest.approx(max(result.history["val_accuracy"]))
+    assert metrics[names.EPOCHS_TRAINED] == 2
+    assert names.per_class("final", "happy") in metrics
     files = {f.path for f in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/confusion_final.json", "evaluation/confusion_best.png",
             "evaluation/learning_curves.png"} <= files  # fmt: skip

@@ -1,0 +1,186 @@
+"""A sweep trial's attempt for real: an MLflow run nested under the study's, and training.
+
+:class:`TrainingRunner` is the :class:`~fer_sweep.worker.Runner` that ``fer_sweep sweep``
+and ``fer_sweep worker`` use. It turns what happened into an
+:class:`~fer_sweep.worker.AttemptReport` (the worker decides what follows) and records the
+results under the names of :mod:`fer_sweep.metric_names`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import keras
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from fer_sweep import metric_names as names
+from fer_sweep.data import Dataset, load_dataset
+from fer_sweep.errors import first_line
+from fer_sweep.runs import (
+    Outcome,
+    close_abandoned,
+    log_study_summary,
+    open_run,
+    outcome_of,
+    set_study_run_status,
+    study_run,
+    study_run_status,
+)
+from fer_sweep.settings import Settings
+from fer_sweep.study import RUN_ID, summarize
+from fer_sweep.tracking import connect, tracked_train
+from fer_sweep.worker import Attempt, AttemptReport, Runner
+
+# What a complete attempt records on its Optuna trial (besides outcome and reason).
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+STOPPED_AFTER_EPOCH = "stopped_after_epoch"
+MLFLOW_ERRORS = "mlflow_errors"
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Reports PublicTest accuracy to Optuna every epoch and stops the trial when told to."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__()
+        self.trial = trial
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = names.from_keras(logs or {}).get(names.PUBLIC_ACCURACY, 0.0)
+        self.trial.report(value, step=epoch + 1)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (PublicTest {value:.4f})")
+
+
+class TrainingRunner(Runner):
+    """Trains each attempt inside its own MLflow run, nested under the study's run.
+
+    Args:
+        study_name: the study (and the MLflow experiment).
+        settings: where runs, checkpoints and artifacts go.
+        client: the MLflow client.
+        dataset: the data every trial trains on.
+        stop_event: set to stop the running attempt after its epoch.
+        parent_run_id: the study's MLflow run.
+    """
+
+    def __init__(
+        self,
+        study_name: str,
+        settings: Settings,
+        client,
+        dataset: Dataset,
+        stop_event: threading.Event,
+        parent_run_id: str,
+    ) -> None:
+        self.study_name = study_name
+        self.settings = settings
+        self.client = client
+        self.dataset = dataset
+        self.stop_event = stop_event
+        self.parent_run_id = parent_run_id
+
+    @classmethod
+    def open(
+        cls,
+        study: optuna.Study,
+        settings: Settings,
+        *,
+        data: str | None,
+        stop_event: threading.Event,
+    ) -> TrainingRunner:
+        """Connect to MLflow, load the data and reopen the study's run (RUNNING)."""
+        client = connect(settings.tracking_uri)
+        dataset = load_dataset(data)
+        parent = study_run(client, study, settings.artifact_root)
+        set_study_run_status(client, parent, "RUNNING")
+        return cls(study.study_name, settings, client, dataset, stop_event, parent)
+
+    def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
+        if attempt.previous_run:
+            # The attempt this one replaces died or was stopped: close its run for good.
+            close_abandoned(
+                self.client,
+                attempt.previous_run,
+                Outcome.LOST,
+                f"superseded by trial {attempt.number}",
+                tags={"fer_sweep.superseded_by_trial": str(attempt.number)},
+            )
+        tags = {
+            "optuna.study": attempt.study,
+            "optuna.trial": str(attempt.number),
+            "fer_sweep.budget": attempt.budget,
+        }
+        if attempt.retry_of is not None:
+            tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
+        workdir = self.settings.workdir(f"{attempt.study}/trial-{attempt.root:04d}")
+        try:
+            with open_run(
+                self.client,
+                experiment=attempt.study,
+                config=attempt.config,
+                run_name=f"trial-{attempt.number:04d}",
+                parent_run_id=self.parent_run_id,
+                tags=tags,
+                artifact_root=self.settings.artifact_root,
+            ) as run:
+                trial.set_user_attr(RUN_ID, run.id)
+                result = tracked_train(
+                    attempt.config,
+                    self.dataset,
+                    run=run,
+                    workdir=workdir,
+                    callbacks=[PruningCallback(trial)],
+                    stop_event=self.stop_event,
+                    progress=False,
+                    resume_run=attempt.previous_run,
+                )
+        except Exception as exc:  # noqa: BLE001 - every way an attempt ends is reported
+            attrs: dict[str, Any] = {}
+            if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
+                attrs[STOPPED_AFTER_EPOCH] = int(exc.epoch)
+            return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
+        attrs = {
+            names.PUBLIC_BEST: result.best_val_accuracy,
+            names.PUBLIC_FINAL: result.final_val_accuracy,
+            names.PRIVATE_FINAL: result.test_final.accuracy,
+            names.PRIVATE_AT_BEST: result.test_best.accuracy,
+            names.EPOCHS_TRAINED: result.epochs_trained,
+            names.BEST_EPOCH: result.best_epoch,
+            RESUMED_FROM_EPOCH: result.resumed_from_epoch,
+        }
+        if run.errors:
+            # The result is safe here; say in the study what MLflow is missing.
+            attrs[MLFLOW_ERRORS] = "; ".join(run.errors)[:500]
+        at_best = attempt.objective_at == "best"
+        value = result.best_val_accuracy if at_best else result.final_val_accuracy
+        return AttemptReport(Outcome.COMPLETE, value=value, attrs=attrs)
+
+    def on_lost(self, trial: FrozenTrial) -> None:
+        run_id = trial.user_attrs.get(RUN_ID)
+        if run_id:
+            close_abandoned(self.client, run_id, Outcome.LOST, "worker lost (no heartbeat)")
+
+    def on_leave(self, study: optuna.Study, *, done: bool) -> None:
+        settle_study_run(self.client, self.parent_run_id, study, done=done)
+
+
+def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) -> None:
+    """Log the study's best trial and counts on its run and give the run the study's status."""
+    trials = study.get_trials(deepcopy=False)
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if complete:
+        best = max(complete, key=lambda t: t.value)
+        tags["best_trial"] = str(best.number)
+        for key in (names.PUBLIC_BEST, names.PUBLIC_FINAL, names.PRIVATE_FINAL,
+                    names.PRIVATE_AT_BEST):  # fmt: skip
+            if key in best.user_attrs:
+                metrics[key] = best.user_attrs[key]
+    for state, n in summarize(study).items():
+        metrics[f"trials/{state}"] = n
+    log_study_summary(client, run_id, metrics, tags)
+    running = any(t.state == TrialState.RUNNING for t in trials)
+    set_study_run_status(client, run_id, study_run_status(running=running, done=done))

@@ -1,0 +1,155 @@
+"""Where a sweep keeps its state and how patient its workers are, resolved once.
+
+The command line builds one :class:`Settings` from its options and the environment
+(:meth:`Settings.resolve`) and hands it down; nothing below the CLI reads these environment
+variables. An option wins over its variable, which wins over the default:
+
+==================  =========================  ===============================================
+setting             variable                   default
+==================  =========================  ===============================================
+``store_dir``       ``FER_SWEEP_STORE``        ``mlruns`` (resolved to an absolute path)
+``storage``         ``FER_SWEEP_STORAGE``      ``sqlite:///<store_dir>/optuna.db``
+``tracking_uri``    ``MLFLOW_TRACKING_URI``    ``sqlite:///<store_dir>/mlflow.db``
+``heartbeat``       ``FER_SWEEP_HEARTBEAT``    20 s between a running trial's heartbeats
+``grace``           ``FER_SWEEP_GRACE``        60 s of silence before a trial counts as lost
+``max_retries``     ``FER_SWEEP_MAX_RETRIES``  1 retry of a configuration that failed
+==================  =========================  ===============================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer_sweep.errors import UserError
+
+STORE_ENV = "FER_SWEEP_STORE"
+STORAGE_ENV = "FER_SWEEP_STORAGE"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+HEARTBEAT_ENV = "FER_SWEEP_HEARTBEAT"
+GRACE_ENV = "FER_SWEEP_GRACE"
+RETRIES_ENV = "FER_SWEEP_MAX_RETRIES"
+
+DEFAULT_STORE = Path("mlruns")
+DEFAULT_HEARTBEAT = 20
+DEFAULT_GRACE = 60
+DEFAULT_MAX_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the orchestration layer needs to know about where and how it runs.
+
+    Args:
+        store_dir: the local state folder: default stores, checkpoints of running trials
+            (``work/``) and worker logs (``logs/``).
+        storage: the Optuna storage URL.
+        tracking_uri: the MLflow tracking URI.
+        heartbeat: seconds between a running trial's heartbeats.
+        grace: seconds without a heartbeat after which a trial's worker is presumed dead.
+        max_retries: how many times a configuration whose attempt failed (an error, a lost
+            worker) is tried again before it is recorded as failed for good.
+    """
+
+    store_dir: Path
+    storage: str
+    tracking_uri: str
+    heartbeat: int = DEFAULT_HEARTBEAT
+    grace: int = DEFAULT_GRACE
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        store_dir: str | Path | None = None,
+        storage: str | None = None,
+        tracking_uri: str | None = None,
+        heartbeat: int | None = None,
+        grace: int | None = None,
+        max_retries: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Options first, then the environment (``os.environ`` unless given), then defaults."""
+        env = os.environ if environ is None else environ
+        store = Path(store_dir or env.get(STORE_ENV) or DEFAULT_STORE).resolve()
+        beat = heartbeat if heartbeat is not None else _whole(env, HEARTBEAT_ENV, DEFAULT_HEARTBEAT)
+        wait = grace if grace is not None else _whole(env, GRACE_ENV, DEFAULT_GRACE)
+        if beat < 1 or wait < 1:
+            raise UserError(f"heartbeat ({beat} s) and grace ({wait} s) must be at least 1 s")
+        if wait <= beat:
+            raise UserError(
+                f"the grace period ({wait} s, ${GRACE_ENV}) must be longer than the "
+                f"heartbeat ({beat} s, ${HEARTBEAT_ENV})"
+            )
+        retries = max_retries
+        if retries is None:
+            retries = _whole(env, RETRIES_ENV, DEFAULT_MAX_RETRIES, least=0)
+        if retries < 0:
+            raise UserError(f"max retries {retries}: expected 0 or more")
+        return cls(
+            store_dir=store,
+            storage=storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}",
+            tracking_uri=tracking_uri
+            or env.get(TRACKING_ENV)
+            or f"sqlite:///{store / 'mlflow.db'}",
+            heartbeat=beat,
+            grace=wait,
+            max_retries=retries,
+        )
+
+    def workdir(self, key: str) -> Path:
+        """The local folder for one run's checkpoints (kept so an interrupted run resumes)."""
+        return self.store_dir / "work" / key
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where a local MLflow store keeps its artifacts."""
+        return self.store_dir / "artifacts"
+
+    @property
+    def tracks_locally(self) -> bool:
+        """Whether the tracking store is on this machine's disk (not a tracking server)."""
+        return is_local(self.tracking_uri)
+
+    @property
+    def artifact_root(self) -> Path | None:
+        """Where new experiments keep their artifacts: under the store folder for a local
+        store; a tracking server decides for itself (None)."""
+        return self.artifacts_dir if self.tracks_locally else None
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where the worker processes of ``sweep --jobs N`` write their output."""
+        return self.store_dir / "logs"
+
+    def environ(self) -> dict[str, str]:
+        """These settings as environment variables, for a child process that resolves its own."""
+        return {
+            STORE_ENV: str(self.store_dir),
+            STORAGE_ENV: self.storage,
+            TRACKING_ENV: self.tracking_uri,
+            HEARTBEAT_ENV: str(self.heartbeat),
+            GRACE_ENV: str(self.grace),
+            RETRIES_ENV: str(self.max_retries),
+        }
+
+
+def is_local(uri: str) -> bool:
+    """Whether the MLflow ``uri`` is a store on this machine's disk (not a tracking server)."""
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, least: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"${name}={raw!r}: expected a whole number") from None
+    if value < least:
+        raise UserError(f"${name}={raw!r}: expected at least {least}")
+    return value

@@ -1,0 +1,505 @@
+"""One worker: runs a study's trials, one at a time, until the study has its ``n_trials``.
+
+The decisions are small pure functions over what the study's storage holds, so tests drive
+them with in-memory Optuna and a fake trainer:
+
+- :func:`wants_more`: is there anything left to start? Distinct configurations (lineages, see
+  :mod:`fer_sweep.study`) count toward ``n_trials``, retries do not; a discrete space whose
+  every point has been tried is done.
+- :func:`admission`: may a fresh trial train? Not when it is a duplicate of a point another
+  trial holds, nor when it is past ``n_trials`` (workers that race for the last slot).
+- :func:`next_step`: after an attempt, from that attempt's own outcome and its lineage's
+  earlier ones: done, resume (interrupted on request), retry (a failure, at most
+  ``max_retries`` times) or give up (recorded FAIL with its reason).
+
+Every trial draws its sampler's randomness from ``(the sweep file's seed, the trial's
+number)`` (:class:`TrialSeededSampler`): one seeded process is reproducible, and no two
+processes, and no resumed sweep, repeat each other's proposals, since trial numbers are
+unique in a study.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from fer_sweep.config import TrainConfig, make_config
+from fer_sweep.errors import UserError
+from fer_sweep.runs import Outcome
+from fer_sweep.samplers import make_pruner, make_sampler
+from fer_sweep.settings import Settings
+from fer_sweep.space import SweepSpec, suggest, trial_config_values
+from fer_sweep.study import (
+    HISTORY,
+    OUTCOME,
+    PREVIOUS_RUN,
+    REASON,
+    RETRY_OF,
+    RUN_ID,
+    StudyPlan,
+    lineages,
+    outcome_of_trial,
+    params_of,
+    plan_of,
+    root_of,
+    same_point,
+    skipped,
+    space_points,
+    started,
+)
+
+# A worker that skips this many proposals in a row (duplicates, past n_trials) stops: the
+# sampler has nothing new to offer. Finite spaces replace duplicates, so this is a backstop.
+MAX_SKIPS_IN_A_ROW = 100
+
+
+class Step(StrEnum):
+    """What becomes of a configuration after one of its attempts."""
+
+    DONE = "done"  # it has its result: complete, pruned, diverged (or was never trained)
+    RESUME = "resume"  # stopped on request: queued again, resumes from its checkpoint
+    RETRY = "retry"  # failed (an error, a lost worker): queued again
+    GIVE_UP = "give up"  # failed more than max_retries times: recorded FAIL with its reason
+
+
+def next_step(outcomes: Sequence[Outcome], max_retries: int) -> Step:
+    """The decision after a configuration's latest attempt (``outcomes``: its attempts' own
+    outcomes, oldest first). Each attempt speaks for itself: an earlier interruption does
+    not make a later error resumable, and only errors and lost workers use up retries."""
+    last = outcomes[-1]
+    if last in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, Outcome.SKIPPED):
+        return Step.DONE
+    if last is Outcome.INTERRUPTED:
+        return Step.RESUME
+    failures = sum(o in (Outcome.ERROR, Outcome.LOST) for o in outcomes)
+    return Step.RETRY if failures <= max_retries else Step.GIVE_UP
+
+
+def wants_more(
+    trials: Sequence[FrozenTrial], target: int | None, n_points: int | None = None
+) -> bool:
+    """Whether a worker should start another trial.
+
+    Args:
+        trials: every trial of the study.
+        target: the study's ``n_trials`` (None: no total, run until stopped or timed out).
+        n_points: how many points a discrete space has (None: endless).
+    """
+    lins = lineages(trials).values()
+    if any(len(lin) > 1 and lin[-1].state == TrialState.WAITING for lin in lins):
+        return True  # a retry or a resume is queued: its configuration already has its slot
+    queued = any(lin[-1].state == TrialState.WAITING for lin in lins)
+    if n_points is not None and len(lins) >= n_points and not queued:
+        return False  # every point of the space has been tried
+    return target is None or sum(started(lin) for lin in lins) < target
+
+
+def admission(
+    trials: Sequence[FrozenTrial], me: FrozenTrial, params: Mapping[str, Any], target: int | None
+) -> str | None:
+    """Why the fresh trial ``me`` (with the sampled ``params``) must not train, or None.
+
+    A retry is always admitted. A fresh trial is not when another trial holds the same
+    point, nor when the configurations created before it already fill ``target``: of
+    workers racing for the last slot, the lowest trial number wins.
+    """
+    if root_of(me) != me.number:
+        return None
+    others = lineages(t for t in trials if t.number != me.number)
+    ahead = sum(root < me.number for root in others)
+    if target is not None and ahead >= target:
+        return f"past the study's n_trials ({target})"
+    for root, lin in others.items():
+        if same_point(params_of(lin[0]), params):
+            return f"duplicate of trial {root}"
+    return None
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number`` in a study whose file says ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A sampler made afresh for every trial, seeded with :func:`trial_seed`.
+
+    Optuna's advice for parallel workers is one seed per worker; a trial number is unique in
+    its study, so seeding by it also covers resumed sweeps and workers that join later,
+    and keeps one seeded process reproducible. The samplers wrapped here (TPE, random,
+    CMA-ES) keep everything else in the study, so a fresh one per trial loses nothing.
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make = make
+        self._seed = seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._make(trial_seed(self._seed, trial.number))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+def worker_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """The sampler a worker proposes new points with."""
+    kind = spec.sampler["type"]
+    if kind == "grid":
+        # Every grid point is queued (create_or_resume), so the grid sampler has nothing to
+        # choose; and its after_trial hook assumes the trials carry the ids it hands out
+        # (KeyError 'grid_id' on a one-point grid or a retried point). A worker never samples
+        # a grid trial, so any sampler that leaves queued params alone will do.
+        return optuna.samplers.RandomSampler(seed=0)
+    if kind == "qmc":
+        return make_sampler(spec)  # Optuna keeps one sequence across workers (by trial count)
+    return TrialSeededSampler(lambda seed: make_sampler(spec, seed=seed), spec.sampler["seed"])
+
+
+# --- writing decisions --------------------------------------------------------------------
+
+
+def requeue(study: optuna.Study, lineage: Sequence[FrozenTrial]) -> None:
+    """Queue the configuration of ``lineage`` again, as a retry of its first attempt.
+
+    Only what belongs to the configuration is written: its params, its lineage and the
+    latest MLflow run to resume from; never an attempt's outcome.
+    """
+    last = lineage[-1]
+    system_attrs: dict[str, Any] = {
+        RETRY_OF: root_of(last),
+        HISTORY: [t.number for t in lineage],
+    }
+    if "fixed_params" in last.system_attrs:
+        system_attrs["fixed_params"] = last.system_attrs["fixed_params"]
+    runs = [t.user_attrs.get(RUN_ID) or t.user_attrs.get(PREVIOUS_RUN) for t in lineage]
+    previous = next((r for r in reversed(runs) if r), None)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=last.params,
+            distributions=last.distributions,
+            user_attrs={PREVIOUS_RUN: previous} if previous else {},
+            system_attrs=system_attrs,
+        )
+    )
+
+
+def settle(study: optuna.Study, number: int, max_retries: int) -> Step | None:
+    """Decide what becomes of trial ``number``'s configuration, and queue it if it goes on.
+
+    None when there is nothing to decide (the lineage's latest attempt is not a failure of
+    its own, or it was skipped).
+    """
+    trials = study.get_trials(deepcopy=False)
+    mine = next(t for t in trials if t.number == number)
+    if skipped(mine):
+        return None
+    lineage = lineages(trials)[root_of(mine)]
+    if lineage[-1].number != number:
+        return None  # already queued again (by another worker's look at it)
+    outcomes = [outcome_of_trial(t) for t in lineage]
+    if outcomes[-1] is None:
+        return None
+    step = next_step(outcomes, max_retries)
+    if step in (Step.RESUME, Step.RETRY):
+        requeue(study, lineage)
+    return step
+
+
+def settle_all(study: optuna.Study, max_retries: int) -> int:
+    """Settle every configuration whose latest attempt failed and was never decided (a worker
+    stopped at once by a second Ctrl-C, or killed between its attempt and its decision).
+    Returns how many were queued again. Run it from one process, before workers start."""
+    queued = 0
+    for lin in lineages(study.get_trials(deepcopy=False)).values():
+        if lin[-1].state == TrialState.FAIL:
+            step = settle(study, lin[-1].number, max_retries)
+            queued += step in (Step.RESUME, Step.RETRY)
+    return queued
+
+
+# --- one attempt --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at a trial: what to train and where it stands in its lineage."""
+
+    study: str
+    number: int  # this attempt's trial number
+    root: int  # the lineage's first attempt (names the checkpoint folder)
+    params: dict[str, Any]  # the Optuna params (labels of named arms)
+    config: TrainConfig
+    budget: str
+    objective_at: str  # "best" or "last": which epoch's PublicTest accuracy is the value
+    previous_run: str | None = None  # the MLflow run to resume from
+
+    @property
+    def retry_of(self) -> int | None:
+        return None if self.root == self.number else self.root
+
+
+@dataclass
+class AttemptReport:
+    """How an attempt ended: its outcome, its value (complete only), one line of reason and
+    the user attributes to record on the trial."""
+
+    outcome: Outcome
+    value: float | None = None
+    reason: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs attempts for a worker (the real one trains and tracks: ``TrainingRunner``)."""
+
+    def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
+        raise NotImplementedError
+
+    def on_lost(self, trial: FrozenTrial) -> None:
+        """``trial``'s worker died: close what it left open."""
+
+    def on_leave(self, study: optuna.Study, *, done: bool) -> None:
+        """The worker leaves the study (``done``: nothing is left to start)."""
+
+
+class AttemptFailed(Exception):
+    """An attempt ended without a result (its reason is the message)."""
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+class Worker:
+    """Runs a study's trials until it has its ``n_trials``, time runs out or it is stopped.
+
+    Args:
+        study: the study, loaded with :func:`worker_sampler` as its sampler.
+        plan: the study's plan (:func:`fer_sweep.study.plan_of`).
+        runner: what runs one attempt.
+        max_retries: how often a failed configuration is tried again.
+        stop_event: set it to stop after the current attempt (which stops after its epoch).
+        max_trials: leave after training this many attempts.
+        deadline: a ``time.time()`` after which no attempt starts.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        plan: StudyPlan,
+        runner: Runner,
+        *,
+        max_retries: int,
+        stop_event: threading.Event | None = None,
+        max_trials: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.study = study
+        self.plan = plan
+        self.runner = runner
+        self.max_retries = max_retries
+        self.stop_event = stop_event or threading.Event()
+        self.max_trials = max_trials
+        self.deadline = deadline
+        points = space_points(plan.spec)
+        self.points = points
+        self.trained = 0
+        self.skips_in_a_row = 0
+        self.current: int | None = None  # the trial this worker runs now
+
+    def run(self) -> int:
+        """Run attempts until there is nothing left; returns how many this worker trained."""
+        done = False
+        try:
+            while self._more_to_do():
+                self.study.optimize(
+                    self.objective,
+                    n_trials=1,
+                    catch=(AttemptFailed,),
+                    callbacks=[self._after],
+                    gc_after_trial=True,
+                )
+            done = not self._wants_more()
+        except KeyboardInterrupt:
+            # A hard stop: the attempt is recorded failed; queue it to resume (best effort).
+            if self.current is not None:
+                with suppress(Exception):
+                    settle(self.study, self.current, self.max_retries)
+            raise
+        finally:
+            self.runner.on_leave(self.study, done=done)
+        return self.trained
+
+    def on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna found ``trial``'s worker dead (and marked it failed): close and decide."""
+        self.runner.on_lost(trial)
+        step = settle(study, trial.number, self.max_retries)
+        what = "retrying it" if step is Step.RETRY else "giving up on it (retries used up)"
+        print(f"trial {trial.number}: its worker stopped beating; {what}", file=sys.stderr)
+
+    def _wants_more(self) -> bool:
+        trials = self.study.get_trials(deepcopy=False)
+        n_points = None if self.points is None else len(self.points)
+        return wants_more(trials, self.plan.n_trials, n_points)
+
+    def _more_to_do(self) -> bool:
+        if self.stop_event.is_set():
+            return False
+        if self.deadline is not None and time.time() >= self.deadline:
+            return False
+        if self.max_trials is not None and self.trained >= self.max_trials:
+            return False
+        if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            print(f"study {self.study.study_name}: the sampler proposed {self.skips_in_a_row} "
+                  "points in a row that were already tried; stopping", file=sys.stderr)  # fmt: skip
+            return False
+        # A dead worker's trial is only noticed when a trial starts; look now, so that a worker
+        # that joins when the stale trial is the only one left still runs it.
+        optuna.storages.fail_stale_trials(self.study)
+        return self._wants_more()
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """One attempt: sample (or take the queued point), admit, train, record."""
+        self.current = trial.number
+        spec, plan = self.plan.spec, self.plan
+        sampled = suggest(spec, trial)
+        trials = self.study.get_trials(deepcopy=False)
+        me = next(t for t in trials if t.number == trial.number)
+        reason = admission(trials, me, trial.params, plan.n_trials)
+        if reason is not None:
+            self._skip(trial, reason, trials)
+        self.skips_in_a_row = 0
+        try:
+            values = trial_config_values(spec, sampled, spec.budget(plan.budget_name))
+            config = make_config(values, origin=f"trial {trial.number}")
+        except UserError as err:
+            self._record(trial, AttemptReport(Outcome.ERROR, reason=str(err)))
+            raise AttemptFailed(str(err)) from None
+        attempt = Attempt(
+            study=self.study.study_name,
+            number=trial.number,
+            root=root_of(me),
+            params=dict(trial.params),
+            config=config,
+            budget=plan.budget_name,
+            objective_at=spec.objective_at,
+            previous_run=me.user_attrs.get(PREVIOUS_RUN),
+        )
+        self.trained += 1
+        try:
+            report = self.runner.run(attempt, trial)
+        except KeyboardInterrupt:
+            with suppress(Exception):
+                self._record(trial, AttemptReport(Outcome.INTERRUPTED, reason="stopped at once"))
+            raise
+        self._record(trial, report)
+        if report.outcome is Outcome.COMPLETE:
+            return float(report.value)
+        if report.outcome is Outcome.PRUNED:
+            raise optuna.TrialPruned(report.reason)
+        if report.outcome is not Outcome.INTERRUPTED:
+            print(f"trial {trial.number} {report.outcome.value}: {report.reason}", file=sys.stderr)
+        raise AttemptFailed(report.reason)
+
+    def _skip(self, trial: optuna.Trial, reason: str, trials: Sequence[FrozenTrial]) -> None:
+        self.skips_in_a_row += 1
+        self._record(trial, AttemptReport(Outcome.SKIPPED, reason=reason))
+        if reason.startswith("duplicate") and self.points is not None:
+            # Offer the sampler's next draw a point nobody holds yet, chosen by the trial's
+            # seed; with none left, wants_more ends the study.
+            have = [params_of(lin[0]) for lin in lineages(trials).values()]
+            fresh = [p for p in self.points if not any(same_point(p, h) for h in have)]
+            if fresh:
+                rng = random.Random(trial_seed(self.plan.spec.sampler["seed"], trial.number))
+                self.study.enqueue_trial(rng.choice(fresh), skip_if_exists=False)
+        raise AttemptFailed(reason)
+
+    def _record(self, trial: optuna.Trial, report: AttemptReport) -> None:
+        for key, value in {**report.attrs, OUTCOME: report.outcome.value,
+                           REASON: report.reason}.items():  # fmt: skip
+            trial.set_user_attr(key, value)
+
+    def _after(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        step = settle(study, trial.number, self.max_retries)
+        if step is Step.RETRY:
+            print(f"trial {trial.number}: trying its configuration again", file=sys.stderr)
+        elif step is Step.GIVE_UP:
+            print(f"trial {trial.number}: failed {self.max_retries + 1} time(s); recorded as "
+                  f"failed: {trial.user_attrs.get(REASON, '')}", file=sys.stderr)  # fmt: skip
+
+
+def load_for_worker(
+    study_name: str, storage: optuna.storages.BaseStorage
+) -> tuple[optuna.Study, StudyPlan]:
+    """The study with the sampler and pruner its file asks for, and its plan."""
+    plan = plan_of(optuna.load_study(study_name=study_name, storage=storage))
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=worker_sampler(plan.spec),
+        pruner=make_pruner(plan.spec),
+    )
+    return study, plan
+
+
+def open_worker(
+    study_name: str,
+    settings: Settings,
+    *,
+    data: str | None = None,
+    stop_event: threading.Event | None = None,
+    max_trials: int | None = None,
+    timeout: float | None = None,
+    runner: Callable[..., Runner] | None = None,
+) -> Worker:
+    """A worker on the study ``study_name``, training for real and tracking in MLflow.
+
+    ``timeout`` (seconds from now; default: the sweep file's) bounds this worker's time.
+    """
+    from fer_sweep.storage import load_study, open_storage
+
+    rdb = open_storage(settings)
+    load_study(study_name, settings, rdb)  # a missing study is one error line
+    study, plan = load_for_worker(study_name, rdb)
+    stop_event = stop_event or threading.Event()
+    if runner is None:
+        from fer_sweep.attempt import TrainingRunner
+
+        runner = TrainingRunner.open
+    limit = timeout if timeout is not None else plan.timeout
+    worker = Worker(
+        study,
+        plan,
+        runner(study, settings, data=data, stop_event=stop_event),
+        max_retries=settings.max_retries,
+        stop_event=stop_event,
+        max_trials=max_trials,
+        deadline=None if limit is None else time.time() + float(limit),
+    )
+    # Whichever worker finds a dead worker's trial closes its MLflow run and decides.
+    rdb.heartbeat_stale_trial_callback = worker.on_stale
+    return worker
