@@ -44,7 +44,10 @@ def landing_url(port: int, host: str = HOST) -> str:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on ``port`` now (as uvicorn does, with SO_REUSEADDR:
+    connections of a server that just stopped, in TIME_WAIT, do not hold the port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -1,0 +1,306 @@
+"""What a person reads in the MLflow UI: names, notes, tags, the dataset input, the saved view.
+
+Everything here is a pure function of a study's definition and a trial's outcome, so that the
+orchestration code only has to hand the results to MLflow. MLflow 3's UI is driven by a few
+reserved names: ``mlflow.note.content`` (markdown notes of experiments and runs),
+``mlflow.experimentKind`` (which decides whether an experiment opens on its runs or on GenAI
+traces), ``mlflow.source.*`` (the Source column) and ``mlflow.sharedViewState.<id>`` (a saved
+view of the runs table: columns, sort order, expanded rows; listed under "Views").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag
+
+from fer_sweep import metric_names as mn
+from fer_sweep.data import SPLITS, Dataset
+from fer_sweep.space import SweepSpec
+from fer_sweep.thesis import TOP3, ThesisResult
+
+NOTE = "mlflow.note.content"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+# "Custom model development": the experiment opens on its runs table, not on GenAI traces.
+MODEL_TRAINING_KIND = "custom_model_development"
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
+SAVED_VIEW_ID = "fer-sweep"
+SAVED_VIEW_NAME = "fer-sweep: trials by PublicTest"
+CHOICE_TAG_PREFIX = "choice."
+# MLflow refuses dataset digests longer than 36 characters (mlflow.utils.validation), so the
+# digest is the start of the source's sha256; the whole hash is in the profile and a run tag.
+DIGEST_CHARS = 16
+
+# What each logged number means, for the experiment's description. Keyed by metric name.
+METRIC_MEANINGS: dict[str, str] = {
+    mn.TRAIN_LOSS: "Training split, each epoch: cross-entropy on the augmented batches",
+    mn.TRAIN_ACCURACY: "Training split, each epoch: accuracy on the augmented batches",
+    mn.LEARNING_RATE: "the optimizer's learning rate at the end of each epoch",
+    mn.PUBLIC_LOSS: "PublicTest (validation), each epoch: cross-entropy",
+    mn.PUBLIC_ACCURACY: "PublicTest (validation), each epoch: accuracy; selects epochs and trials",
+    mn.PUBLIC_BEST: "the best epoch's PublicTest accuracy: the sweep's objective",
+    mn.PUBLIC_FINAL: "the final epoch's PublicTest accuracy",
+    mn.PRIVATE_FINAL: "PrivateTest (test) accuracy of the final weights: what the thesis's "
+    "Table 5.7 reports",
+    mn.PRIVATE_AT_BEST: "PrivateTest accuracy of the best-PublicTest epoch's weights: what "
+    "`fer_sweep best` shows",
+    mn.TRAIN_BEST: "the best epoch's training accuracy (what Section 5.3.4 compares)",
+    mn.PRIVATE_AT_EPOCH: "PrivateTest accuracy after the epochs a sweep names (report_epochs), "
+    "for the report only",
+    mn.BEST_EPOCH: "the epoch with the best PublicTest accuracy (1-based)",
+    mn.EPOCHS_TRAINED: "epochs the run trained (fewer when pruned or stopped)",
+}
+
+
+def percent(fraction: float) -> str:
+    """A 0-1 accuracy as the thesis writes it: percent with two decimals."""
+    return f"{100.0 * fraction:.2f} %"
+
+
+# --- the dataset and the code behind a run -------------------------------------------------
+
+
+def dataset_input(dataset: Dataset, context: str = "training") -> DatasetInput:
+    """The dataset as an MLflow input: name, digest, where it was read from, split sizes."""
+    counts = dataset.counts()
+    profile = {
+        "sha256": dataset.sha256,
+        "rows": {split: int(sum(counts[split])) for split in SPLITS},
+        "rows_per_class": counts,
+    }
+    entity = MlflowDataset(
+        name=Path(dataset.source).name,
+        digest=dataset.sha256[:DIGEST_CHARS],
+        source_type="local",
+        source=json.dumps({"uri": Path(dataset.source).as_uri()}),
+        profile=json.dumps(profile),
+    )
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
+
+
+def sweep_command(spec: SweepSpec, budget_name: str | None) -> str:
+    """The command that runs (or resumes) a study: what a trial's Source column shows."""
+    budget = f" --budget {budget_name}" if budget_name else ""
+    return f"fer_sweep sweep {spec.path.stem}{budget}"
+
+
+def source_tags(command: str) -> dict[str, str]:
+    """The Source column: the fer_sweep command that made (and remakes) the run."""
+    return {"mlflow.source.type": "LOCAL", "mlflow.source.name": command}
+
+
+# --- a trial: its name, its choices, its note ----------------------------------------------
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def trial_run_name(number: int, choices: dict[str, Any]) -> str:
+    """``t04 dropout=0.8 FC only``: the trial number and what its sampler chose."""
+    chosen = "; ".join(f"{name}={_value(value)}" for name, value in choices.items())
+    return f"t{number:02d} {chosen}".rstrip()
+
+
+def choice_tags(choices: dict[str, Any]) -> dict[str, str]:
+    """One tag per sampled choice (named arms by their label), for columns and legends."""
+    return {f"{CHOICE_TAG_PREFIX}{name}": _value(value) for name, value in choices.items()}
+
+
+# The config keys that make a recipe; epochs and subset are the budget's, the rest is plumbing.
+_RECIPE_IGNORES = frozenset(
+    {"epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs"}
+)
+
+
+def thesis_reference(config) -> ThesisResult | None:
+    """The thesis's top-3 model with this config's recipe (budget aside), if there is one."""
+    from fer_sweep.config import load_config
+
+    ours = {k: v for k, v in config.model_dump().items() if k not in _RECIPE_IGNORES}
+    for ref in TOP3:
+        theirs = load_config(preset=f"thesis-top{ref.rank}").model_dump()
+        if all(theirs[k] == v for k, v in ours.items()):
+            return ref
+    return None
+
+
+def _rank_word(rank: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}[rank]
+
+
+def trial_note(
+    config,
+    *,
+    private_final: float,
+    private_at_best: float,
+    best_epoch: int,
+    epochs_trained: int,
+) -> str:
+    """A trial's note: its PrivateTest accuracy against the thesis's, in percent.
+
+    The first line is what the runs table's Description column shows.
+    """
+    ref = thesis_reference(config)
+    best = TOP3[0]
+    target = ref or best
+    gap = 100.0 * private_final - target.private_accuracy
+    who = (
+        f"the thesis's {_rank_word(ref.rank)} model, same recipe"
+        if ref
+        else "the thesis's best model"
+    )
+    lines = [
+        f"PrivateTest {percent(private_final)} (final weights) vs {target.private_accuracy:.2f} % "
+        f"({who}): {gap:+.2f} points",
+        "",
+        f"- PrivateTest with the best-PublicTest epoch's weights (epoch {best_epoch}): "
+        f"{percent(private_at_best)}",
+        f"- The thesis trained {target.epochs} epochs on all 28,709 training images; "
+        f"this trial trained {epochs_trained} epochs on "
+        + (f"{config.subset} images per split" if config.subset else "all images")
+        + "."
+        + ("" if _comparable(config, target, epochs_trained) else " The gap says little."),
+    ]
+    if ref is None:
+        lines.append(
+            "- The thesis's top 3: "
+            + ", ".join(f"{r.private_accuracy:.2f} % ({r.dropout}, {r.epochs} ep)" for r in TOP3)
+        )
+    return "\n".join(lines)
+
+
+def _comparable(config, target: ThesisResult, epochs_trained: int) -> bool:
+    return not config.subset and epochs_trained >= target.epochs
+
+
+# --- the study: its experiment's description and saved view -------------------------------
+
+
+def study_note(spec: SweepSpec, budget_name: str) -> str:
+    """The experiment's description: the question, the thesis's finding, and the metrics."""
+    budget = spec.budget(budget_name)
+    size = f"{budget.subset} images per split" if budget.subset else "all images"
+    length = f"{budget.epochs} epochs" if budget.epochs else "the thesis's epochs"
+    objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
+    top = ", ".join(f"{r.private_accuracy:.2f} %" for r in TOP3)
+    rows = "\n".join(f"| `{name}` | {meaning} |" for name, meaning in METRIC_MEANINGS.items())
+    return "\n".join(
+        [
+            f"**{spec.name}**, budget `{budget_name}` ({size}, {length}). "
+            f"Trials are ranked by `{objective}`; PrivateTest never selects anything.",
+            "",
+            "**What the study asks, and what the thesis found**",
+            "",
+            spec.description.strip() or "(the sweep file has no description)",
+            "",
+            f"The thesis's top 3 reach {top} PrivateTest accuracy (Tables 5.6-5.7, one run "
+            "each: differences under about a point are noise). Each trial's note compares "
+            "its PrivateTest accuracy with them, in percent.",
+            "",
+            "**Runs**: the parent run is the study; each child run is one trial, named by "
+            "its number and what the sampler chose (`t04 dropout=0.8 FC only`), with every "
+            f"choice as a `{CHOICE_TAG_PREFIX}NAME` tag and the whole config as params.",
+            "",
+            "**Metrics** (accuracies are fractions 0-1; notes give percent)",
+            "",
+            "| metric | meaning |",
+            "|---|---|",
+            rows,
+            f"| `{mn.per_class('final', 'happy')}`, ... | PrivateTest accuracy per class "
+            "(final weights; `at_best_epoch/...` for the best epoch's) |",
+        ]
+    )
+
+
+def _key(kind: str, name: str) -> str:
+    """A column's id in MLflow's runs table (its "canonical sort key")."""
+    return f"{kind}.`{name}`"
+
+
+def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -> tuple[str, str]:
+    """(tag key, tag value) of the runs table view this study opens with.
+
+    Columns: each choice, the objective, PrivateTest (both weights) and the trial's note;
+    trials sorted by the objective, best first, the study's row expanded.
+    """
+    objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
+    choices = [_key("tags", CHOICE_TAG_PREFIX + name) for name in spec.params]
+    state = {
+        # Search facets: the runs that are shown and their order.
+        "searchFilter": "",
+        "orderByKey": _key("metrics", objective),
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        # UI state: the columns and the expanded study row.
+        "selectedColumns": [
+            *choices,
+            _key("metrics", objective),
+            _key("metrics", mn.PRIVATE_FINAL),
+            _key("metrics", mn.PRIVATE_AT_BEST),
+            _key("attributes", "Description"),
+            _key("attributes", "Dataset"),
+        ],
+        "runsExpanded": {parent_run_id: True},
+    }
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    envelope = {"name": SAVED_VIEW_NAME, "createdAt": now, "updatedAt": now,
+                "state": json.dumps(state)}  # fmt: skip
+    return SAVED_VIEW_PREFIX + SAVED_VIEW_ID, json.dumps(envelope)
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The link to a study's runs in model-training mode, with the study's saved view."""
+    return (
+        f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={SAVED_VIEW_ID}"
+    )
+
+
+def study_links(client, base: str) -> list[tuple[str, str]]:
+    """(experiment name, link to its runs with the study's view) for every fer_sweep study."""
+    key = SAVED_VIEW_PREFIX + SAVED_VIEW_ID
+    return [
+        (exp.name, runs_url(base, exp.experiment_id))
+        for exp in client.search_experiments(order_by=["name ASC"])
+        if key in exp.tags
+    ]
+
+
+def experiment_tags(spec: SweepSpec, budget_name: str, parent_run_id: str) -> dict[str, str]:
+    """The tags that make a study's experiment open on its runs, described and arranged."""
+    key, value = saved_view(spec, parent_run_id)
+    return {
+        NOTE: study_note(spec, budget_name),
+        EXPERIMENT_KIND: MODEL_TRAINING_KIND,
+        key: value,
+    }
+
+
+def describe_study(client, study) -> str:
+    """Give a study's experiment its description, kind and saved view; returns its id.
+
+    The description follows the sweep file; a saved view the user has since changed in the
+    UI (same id) is left alone.
+    """
+    from fer_sweep.study import parent_run, plan_of
+
+    plan = plan_of(study)
+    parent = parent_run(study, client)
+    experiment_id = client.get_run(parent).info.experiment_id
+    known = client.get_experiment(experiment_id).tags
+    for key, value in experiment_tags(plan.spec, plan.budget_name, parent).items():
+        if key.startswith(SAVED_VIEW_PREFIX) and key in known:
+            continue
+        if known.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
+    return experiment_id

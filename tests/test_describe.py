@@ -1,0 +1,121 @@
+"""What the MLflow UI shows a person: names, notes, the dataset input, the saved view."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from fer_sweep import describe
+from fer_sweep import metric_names as mn
+from fer_sweep.config import load_config
+from fer_sweep.data import Dataset
+from fer_sweep.sweepfile import load_sweep
+
+SWEEP = """
+name: drop
+description: Does dropout help? The thesis found 0.3 everywhere best (66.55 %).
+base: {arch: C}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
+      "0.8 FC only": {conv_dropout: 0.0, fc_dropout: 0.8}
+  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+sampler: random
+n_trials: 4
+"""
+
+
+@pytest.fixture
+def spec(tmp_path):
+    path = tmp_path / "drop.yaml"
+    path.write_text(textwrap.dedent(SWEEP))
+    return load_sweep(path)
+
+
+def test_the_dataset_input_names_the_file_its_hash_and_split_sizes(tmp_path):
+    labels = np.array([0, 3, 3, 6, 1, 2])
+    split = np.array([0, 0, 0, 1, 2, 2])
+    source = tmp_path / "fer2013.csv.gz"
+    ds = Dataset(np.zeros((6, 48, 48), np.uint8), labels, split, str(source), "ab12" * 16)
+    entry = describe.dataset_input(ds)
+    assert entry.dataset.name == "fer2013.csv.gz"
+    assert entry.dataset.digest == ("ab12" * 16)[:16] and len(entry.dataset.digest) <= 36
+    profile = json.loads(entry.dataset.profile)
+    assert profile["sha256"] == "ab12" * 16
+    assert profile["rows"] == {"Training": 3, "PublicTest": 1, "PrivateTest": 2}
+    assert json.loads(entry.dataset.source) == {"uri": source.as_uri()}
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "training")]
+
+
+def test_a_trial_is_named_and_tagged_by_what_was_chosen():
+    choices = {"dropout": "0.8 FC only", "lr": 0.000123456}
+    assert describe.trial_run_name(4, choices) == "t04 dropout=0.8 FC only; lr=0.0001235"
+    assert describe.trial_run_name(123, {}) == "t123"
+    assert describe.choice_tags(choices) == {
+        "choice.dropout": "0.8 FC only",
+        "choice.lr": "0.0001235",
+    }
+
+
+def test_the_thesis_reference_is_the_same_recipe_whatever_the_budget():
+    top1 = load_config(preset="thesis-top1", epochs=2, subset=300)
+    assert describe.thesis_reference(top1).private_accuracy == 66.55
+    top3 = load_config(preset="thesis-top3")
+    assert describe.thesis_reference(top3).rank == 3
+    other = load_config(preset="thesis-top1", overrides=["fc_dropout=0.8"])
+    assert describe.thesis_reference(other) is None
+
+
+def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
+    top2 = load_config(preset="thesis-top2", epochs=2, subset=300)
+    note = describe.trial_note(top2, private_final=0.612345, private_at_best=0.6, best_epoch=1,
+                               epochs_trained=2)  # fmt: skip
+    first = note.splitlines()[0]
+    assert first == (
+        "PrivateTest 61.23 % (final weights) vs 65.88 % "
+        "(the thesis's 2nd model, same recipe): -4.65 points"
+    )
+    assert "60.00 %" in note and "epoch 1" in note and "The gap says little." in note
+    full = load_config(preset="thesis-top2")
+    other = load_config(overrides=["fc_dropout=0.8"])
+    note = describe.trial_note(other, private_final=0.6655, private_at_best=0.66, best_epoch=80,
+                               epochs_trained=80)  # fmt: skip
+    assert note.startswith("PrivateTest 66.55 % (final weights) vs 66.55 % (the thesis's best")
+    assert "+0.00 points" in note and "gap says little" not in note
+    assert "65.82 %" in note  # the whole top 3 when no recipe matches
+    assert describe.thesis_reference(full).rank == 2
+
+
+def test_the_study_note_says_the_question_and_every_metric(spec):
+    note = describe.study_note(spec, "smoke")
+    assert "Does dropout help?" in note and "300 images per split, 2 epochs" in note
+    assert f"ranked by `{mn.PUBLIC_BEST}`" in note and "66.55 %" in note
+    logged = [v for k, v in vars(mn).items() if k.isupper() and isinstance(v, str)]
+    assert set(logged) <= set(describe.METRIC_MEANINGS)  # a new metric must be explained
+    for name in logged:
+        assert f"`{name}`" in note
+
+
+def test_the_saved_view_shows_the_choices_and_splits_sorted_by_the_objective(spec):
+    key, value = describe.saved_view(spec, "parent123", now_ms=5)
+    assert key == "mlflow.sharedViewState.fer-sweep"
+    envelope = json.loads(value)
+    assert envelope["createdAt"] == 5 and envelope["name"] == describe.SAVED_VIEW_NAME
+    state = json.loads(envelope["state"])
+    assert state["orderByKey"] == "metrics.`PublicTest/accuracy_best`"
+    assert state["orderByAsc"] is False
+    assert state["selectedColumns"][:3] == [
+        "tags.`choice.dropout`",
+        "tags.`choice.lr`",
+        "metrics.`PublicTest/accuracy_best`",
+    ]
+    assert "metrics.`PrivateTest/accuracy_at_best_epoch`" in state["selectedColumns"]
+    assert state["runsExpanded"] == {"parent123": True}
+    tags = describe.experiment_tags(spec, "smoke", "parent123")
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert describe.runs_url("http://h:1/", "7") == (
+        "http://h:1/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=fer-sweep"
+    )
