@@ -8,6 +8,7 @@ results under the names of :mod:`fer_sweep.metric_names`.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -15,6 +16,7 @@ import keras
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from fer_sweep import describe
 from fer_sweep import metric_names as names
 from fer_sweep.data import Dataset, load_dataset
 from fer_sweep.errors import first_line
@@ -63,6 +65,7 @@ class TrainingRunner(Runner):
         dataset: the data every trial trains on.
         stop_event: set to stop the running attempt after its epoch.
         parent_run_id: the study's MLflow run.
+        source: the command that runs the study (the runs' Source column).
     """
 
     def __init__(
@@ -73,7 +76,9 @@ class TrainingRunner(Runner):
         dataset: Dataset,
         stop_event: threading.Event,
         parent_run_id: str,
+        source: str = "",
     ) -> None:
+        self.source = source or f"fer_sweep worker --study {study_name}"
         self.study_name = study_name
         self.settings = settings
         self.client = client
@@ -95,7 +100,14 @@ class TrainingRunner(Runner):
         dataset = load_dataset(data)
         parent = study_run(client, study, settings.artifact_root)
         set_study_run_status(client, parent, "RUNNING")
-        return cls(study.study_name, settings, client, dataset, stop_event, parent)
+        try:  # the study's dataset is its trials' (MLflow keeps one input per run and dataset)
+            client.log_inputs(parent, datasets=[describe.dataset_input(dataset)])
+        except Exception as err:  # noqa: BLE001 - bookkeeping; the trials go ahead regardless
+            print(f"warning: could not record the study's dataset: {first_line(err)}",
+                  file=sys.stderr)  # fmt: skip
+        source = describe.sweep_command(study.user_attrs.get("spec_name", study.study_name),
+                                        study.user_attrs.get("budget"))  # fmt: skip
+        return cls(study.study_name, settings, client, dataset, stop_event, parent, source)
 
     def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
         if attempt.previous_run:
@@ -111,6 +123,8 @@ class TrainingRunner(Runner):
             "optuna.study": attempt.study,
             "optuna.trial": str(attempt.number),
             "fer_sweep.budget": attempt.budget,
+            **describe.choice_tags(attempt.params),
+            **describe.source_tags(self.source),
         }
         if attempt.retry_of is not None:
             tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
@@ -120,7 +134,7 @@ class TrainingRunner(Runner):
                 self.client,
                 experiment=attempt.study,
                 config=attempt.config,
-                run_name=f"trial-{attempt.number:04d}",
+                run_name=describe.trial_run_name(attempt.number, attempt.params),
                 parent_run_id=self.parent_run_id,
                 tags=tags,
                 artifact_root=self.settings.artifact_root,
@@ -136,6 +150,10 @@ class TrainingRunner(Runner):
                     progress=False,
                     resume_run=attempt.previous_run,
                 )
+                run.set_tags({describe.NOTE: describe.trial_note(
+                    attempt.config, private_final=result.test_final.accuracy,
+                    private_at_best=result.test_best.accuracy, best_epoch=result.best_epoch,
+                    epochs_trained=result.epochs_trained)})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - every way an attempt ends is reported
             attrs: dict[str, Any] = {}
             if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
@@ -175,6 +193,7 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     if complete:
         best = max(complete, key=lambda t: t.value)
         tags["best_trial"] = str(best.number)
+        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete))
         for key in (names.PUBLIC_BEST, names.PUBLIC_FINAL, names.PRIVATE_FINAL,
                     names.PRIVATE_AT_BEST):  # fmt: skip
             if key in best.user_attrs:

@@ -123,6 +123,7 @@ def train(
                           subset=subset)  # fmt: skip
 
     from fer_sweep.data import load_dataset
+    from fer_sweep.describe import source_tags
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.runs import open_run
     from fer_sweep.tracking import config_from_run, connect, tracked_train
@@ -137,13 +138,16 @@ def train(
             raise UserError(f"--resume {resume}: no such MLflow run") from None
         cfg = config_from_run(client, resume)
     dataset = load_dataset(data)
+    command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
+                        *(["--config", str(config)] if config else [])])  # fmt: skip
     stop = threading.Event()
     try:
         with (
             graceful_interrupt(stop),
             open_run(client, experiment=experiment, config=None if resume else cfg,
                      run_name=preset or (config and config.stem), reopen=resume,
-                     artifact_root=settings.artifact_root) as run,
+                     artifact_root=settings.artifact_root,
+                     tags=None if resume else source_tags(command)) as run,
         ):  # fmt: skip
             print(f"MLflow run {run.id} ({client.tracking_uri})", file=sys.stderr)
             result = tracked_train(cfg, dataset, run=run, workdir=settings.workdir(
@@ -281,6 +285,7 @@ def study_create(
     max_retries: RetriesOpt = None,
 ) -> None:
     """Create (or update) a study and its MLflow parent run without running any trial."""
+    from fer_sweep.describe import describe_study
     from fer_sweep.runs import study_run
     from fer_sweep.study import create_or_resume
     from fer_sweep.sweepfile import load_sweep
@@ -291,7 +296,7 @@ def study_create(
     client = connect(settings.tracking_uri)
     study = create_or_resume(load_sweep(name), settings, budget=budget, n_trials=n_trials)
     settle_all(study, settings.max_retries)
-    study_run(client, study, settings.artifact_root)
+    describe_study(client, study, study_run(client, study, settings.artifact_root))
     print(study.study_name)
 
 
@@ -325,6 +330,7 @@ def ui(
 ) -> None:
     """Open the MLflow UI on the local store (127.0.0.1); Ctrl-C or SIGTERM stops all of it."""
     from fer_sweep import ui as mlflow_ui
+    from fer_sweep.describe import study_links
     from fer_sweep.tracking import connect
 
     settings = _settings(tracking_uri=tracking_uri)
@@ -332,17 +338,21 @@ def ui(
     if not settings.tracks_locally:
         link = uri.rstrip("/") + "/" + mlflow_ui.RUNS_FRAGMENT
         raise UserError(f"{uri} is an MLflow server with its own UI: open {link}")
-    connect(uri)
+    client = connect(uri)
     root = settings.artifacts_dir.as_uri() if uri.startswith("sqlite:") else None
     url = mlflow_ui.landing_url(port)
+    studies = study_links(client, f"http://{mlflow_ui.HOST}:{port}")
     print(f"MLflow UI for {uri}, starting ({workers} worker(s)); Ctrl-C stops it", file=sys.stderr)
 
     def ready(seconds: float) -> None:
         print(f"MLflow UI ready after {seconds:.0f} s: {url}", flush=True)
+        for name, link in studies:
+            print(f"  {name}: {link}", flush=True)
         if open_browser and mlflow_ui.can_open_browser():
             import webbrowser
 
-            webbrowser.open(url)
+            # One study: straight to its trials; several: the list of experiments.
+            webbrowser.open(studies[0][1] if len(studies) == 1 else url)
 
     code = mlflow_ui.serve(mlflow_ui.mlflow_command(uri, port, workers, root), port=port,
                            env=mlflow_ui.server_env(), on_ready=ready)  # fmt: skip

@@ -53,6 +53,8 @@ METRIC_MEANINGS: dict[str, str] = {
     "for the report only",
     mn.BEST_EPOCH: "the epoch with the best PublicTest accuracy (1-based)",
     mn.EPOCHS_TRAINED: "epochs the run trained (fewer when pruned or stopped)",
+    mn.FIT_SECONDS: "wall-clock seconds of training (this attempt's epochs)",
+    mn.EVAL_SECONDS: "wall-clock seconds of the PrivateTest evaluations",
 }
 
 
@@ -82,10 +84,10 @@ def dataset_input(dataset: Dataset, context: str = "training") -> DatasetInput:
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
 
 
-def sweep_command(spec: SweepSpec, budget_name: str | None) -> str:
-    """The command that runs (or resumes) a study: what a trial's Source column shows."""
+def sweep_command(sweep_name: str, budget_name: str | None) -> str:
+    """The command that runs (or resumes) a study: what its runs' Source column shows."""
     budget = f" --budget {budget_name}" if budget_name else ""
-    return f"fer_sweep sweep {spec.path.stem}{budget}"
+    return f"fer_sweep sweep {sweep_name}{budget}"
 
 
 def source_tags(command: str) -> dict[str, str]:
@@ -129,6 +131,26 @@ def thesis_reference(config) -> ThesisResult | None:
         if all(theirs[k] == v for k, v in ours.items()):
             return ref
     return None
+
+
+def study_summary(study_name: str, best, complete: int) -> str:
+    """The study run's note: its best trial (by the objective) against the thesis, in percent.
+
+    ``best`` is the best complete Optuna trial; its user attributes hold the split-named
+    results (:mod:`fer_sweep.metric_names`).
+    """
+    attrs = best.user_attrs
+    chosen = trial_run_name(best.number, best.params)
+    lines = [f"Best of {complete} complete trial(s) by PublicTest: {chosen}", ""]
+    if mn.PUBLIC_BEST in attrs:
+        lines.append(f"- PublicTest, best epoch: {percent(attrs[mn.PUBLIC_BEST])}")
+    if mn.PRIVATE_FINAL in attrs:
+        lines.append(f"- PrivateTest, final weights: {percent(attrs[mn.PRIVATE_FINAL])}")
+    if mn.PRIVATE_AT_BEST in attrs:
+        lines.append(f"- PrivateTest, best epoch's weights: {percent(attrs[mn.PRIVATE_AT_BEST])}")
+    top = ", ".join(f"{r.private_accuracy:.2f} %" for r in TOP3)
+    lines.append(f"- The thesis's top 3 (PrivateTest, final weights): {top}")
+    return "\n".join(lines)
 
 
 def _rank_word(rank: int) -> str:
@@ -286,19 +308,18 @@ def experiment_tags(spec: SweepSpec, budget_name: str, parent_run_id: str) -> di
     }
 
 
-def describe_study(client, study) -> str:
+def describe_study(client, study, parent_run_id: str) -> str:
     """Give a study's experiment its description, kind and saved view; returns its id.
 
     The description follows the sweep file; a saved view the user has since changed in the
     UI (same id) is left alone.
     """
-    from fer_sweep.study import parent_run, plan_of
+    from fer_sweep.study import plan_of
 
     plan = plan_of(study)
-    parent = parent_run(study, client)
-    experiment_id = client.get_run(parent).info.experiment_id
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
     known = client.get_experiment(experiment_id).tags
-    for key, value in experiment_tags(plan.spec, plan.budget_name, parent).items():
+    for key, value in experiment_tags(plan.spec, plan.budget_name, parent_run_id).items():
         if key.startswith(SAVED_VIEW_PREFIX) and key in known:
             continue
         if known.get(key) != value:

@@ -233,10 +233,14 @@ STUDY_RUN_ATTR = "mlflow_parent_run_id"
 
 def study_run(client: MlflowClient, study: optuna.Study, artifact_root: Path | None) -> str:
     """The study's parent MLflow run (one per study), created by whoever gets there first."""
+    from fer_sweep.describe import source_tags, sweep_command
+
     run_id = study.user_attrs.get(STUDY_RUN_ATTR)
     if run_id:
         return run_id
     exp = experiment_id(client, study.study_name, artifact_root)
+    attrs = study.user_attrs
+    source = sweep_command(attrs.get("spec_name", study.study_name), attrs.get("budget"))
     run = client.create_run(
         exp,
         run_name=study.study_name,
@@ -245,6 +249,7 @@ def study_run(client: MlflowClient, study: optuna.Study, artifact_root: Path | N
             "fer_sweep.role": "study",
             "fer_sweep.code_version": code_version(),
             "mlflow.note.content": study.user_attrs.get("description", ""),
+            **source_tags(source),
         },
     )
     new = run.info.run_id

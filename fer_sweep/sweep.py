@@ -33,6 +33,7 @@ def run_sweep(
     ``timeout`` (else the file's) bounds this invocation: no trial starts after it.
     """
     from fer_sweep.attempt import settle_study_run
+    from fer_sweep.describe import describe_study
     from fer_sweep.processes import graceful_interrupt, spawn_workers, wait_for_workers
     from fer_sweep.progress import StudyView
     from fer_sweep.runs import study_run
@@ -45,6 +46,7 @@ def run_sweep(
     # Attempts that a hard stop left undecided are queued here, once, before workers start.
     settle_all(study, settings.max_retries)
     parent = study_run(client, study, settings.artifact_root)
+    describe_study(client, study, parent)
     limit = timeout if timeout is not None else plan.timeout
     epochs = plan.spec.budget(plan.budget_name).epochs or plan.spec.base.get("epochs", 80)
     print(f"study {study.study_name}: storage {settings.storage}, MLflow {client.tracking_uri}",

@@ -36,6 +36,7 @@ from mlflow.tracking import MlflowClient
 from fer_sweep import metric_names as names
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import EMOTIONS, Dataset
+from fer_sweep.describe import dataset_input
 from fer_sweep.errors import UserError, first_line
 from fer_sweep.runs import TrackedRun
 from fer_sweep.settings import is_local
@@ -234,6 +235,7 @@ def tracked_train(
         if remote:
             fetch_checkpoint(run.client, resume_run, workdir)
     run.set_tags(tags)
+    run.safely("dataset input", run.client.log_inputs, run.id, datasets=[dataset_input(dataset)])
     uploader = CheckpointUploader(run, workdir) if remote else None
     bar = None
     if progress:
@@ -298,8 +300,10 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
     from fer_sweep.plots import plot_confusion, plot_curves
 
     client, run_id = run.client, run.id
-    now, step = int(time.time() * 1000), result.epochs_trained
-    metrics = [Metric(k, v, now, step) for k, v in final_metrics(result).items()]
+    # Step 0, not the last epoch: MLflow's UI charts a metric whose steps are all 0 as bars
+    # comparing runs; at an epoch step each of these would be a one-dot "curve".
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in final_metrics(result).items()]
     run.safely("final metrics", client.log_batch, run_id, metrics=metrics)
     run.set_tags({"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)})
 

@@ -119,3 +119,21 @@ def test_the_saved_view_shows_the_choices_and_splits_sorted_by_the_objective(spe
     assert describe.runs_url("http://h:1/", "7") == (
         "http://h:1/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=fer-sweep"
     )
+
+
+def test_the_study_run_note_gives_the_best_trial_in_percent():
+    import optuna
+
+    best = optuna.trial.create_trial(
+        params={"dropout": "0.3 all"},
+        distributions={"dropout": optuna.distributions.CategoricalDistribution(["0.3 all"])},
+        value=0.6,
+        user_attrs={mn.PUBLIC_BEST: 0.6, mn.PRIVATE_FINAL: 0.65432, mn.PRIVATE_AT_BEST: 0.66},
+    )
+    best.number = 3
+    note = describe.study_summary("drop-smoke", best, 6)
+    assert note.splitlines()[0] == (
+        "Best of 6 complete trial(s) by PublicTest: t03 dropout=0.3 all"
+    )
+    assert "- PrivateTest, final weights: 65.43 %" in note
+    assert "- PublicTest, best epoch: 60.00 %" in note and "66.55 %" in note

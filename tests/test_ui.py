@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,3 +122,126 @@ def test_the_job_runner_is_off_unless_the_environment_asks_for_it():
     assert ui.server_env({ui.JOB_RUNNER_ENV: "true"})[ui.JOB_RUNNER_ENV] == "true"
     cmd = ui.mlflow_command("sqlite:////x/mlflow.db", 5001, ui.DEFAULT_WORKERS, None)
     assert cmd[cmd.index("--workers") + 1] == "1" and "--default-artifact-root" not in cmd
+
+
+TINY = """
+name: tiny
+description: Does dropout help? A two-arm check on a small slice.
+base: {arch: C, batch_size: 32, optimizer: adam, lr: 1.0e-3, schedule: constant}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
+      "off": {conv_dropout: 0.0, fc_dropout: 0.0}
+sampler: grid
+budgets: {tiny: {subset: 60, epochs: 1}}
+default_budget: tiny
+"""
+
+
+def rest(port: int, path: str, body: dict | None = None) -> dict:
+    url = f"http://{ui.HOST}:{port}/api/2.0/mlflow/{path}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        return json.loads(reply.read())
+
+
+def wait_for_rest(port: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "fer_sweep ui exited before it answered"
+        try:
+            rest(port, "experiments/search", {"max_results": 1})
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(1)
+    raise AssertionError(f"the UI did not answer within {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_csv):
+    from fer_sweep import metric_names as mn
+    from fer_sweep.data import load_dataset
+    from fer_sweep.settings import Settings
+    from fer_sweep.sweep import run_sweep
+    from fer_sweep.sweepfile import load_sweep
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(TINY))
+    counts = run_sweep(load_sweep(path), Settings.resolve(), data=str(fer_csv), live=False)
+    assert counts["complete"] == 2
+    sha256 = load_dataset(fer_csv).sha256
+
+    port = free_port()
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "fer_sweep", "ui", "--port", str(port),
+                             "--no-open"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for_rest(port, proc)
+        tree = descendants(proc.pid)
+
+        exp = rest(port, "experiments/get-by-name?experiment_name=tiny-tiny")["experiment"]
+        tags = {t["key"]: t["value"] for t in exp["tags"]}
+        note = tags["mlflow.note.content"]
+        assert "Does dropout help?" in note and "66.55 %" in note
+        assert "`PrivateTest/accuracy_at_best_epoch`" in note
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert "mlflow.sharedViewState.fer-sweep" in tags
+
+        runs = rest(port, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        tags_of = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]}
+                   for r in runs}  # fmt: skip
+        trials = [r for r in runs if "mlflow.parentRunId" in tags_of[r["info"]["run_id"]]]
+        assert len(runs) == 3 and len(trials) == 2
+        # Each trial is named and tagged by what was chosen.
+        names = sorted(r["info"]["run_name"] for r in trials)
+        assert names == ["t00 dropout=0.3 all", "t01 dropout=off"]
+        assert sorted(tags_of[r["info"]["run_id"]]["choice.dropout"] for r in trials) == [
+            "0.3 all",
+            "off",
+        ]
+        for run in runs:
+            run_tags = tags_of[run["info"]["run_id"]]
+            assert run_tags["mlflow.source.name"] == "fer_sweep sweep tiny --budget tiny"
+            (given,) = run["inputs"]["dataset_inputs"]
+            assert given["dataset"]["name"] == fer_csv.name
+            assert given["dataset"]["digest"] == sha256[:16]
+            assert json.loads(given["dataset"]["profile"])["sha256"] == sha256
+            metrics = {m["key"]: m for m in run["data"]["metrics"]}
+            # Split-named, the parent's as its trials'; end-of-run numbers at step 0 (bars).
+            for name in (mn.PUBLIC_BEST, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST):
+                assert metrics[name]["step"] == 0
+            assert (run in trials) == (mn.PUBLIC_ACCURACY in metrics)
+            note = run_tags["mlflow.note.content"]
+            if run in trials:
+                private = 100 * metrics[mn.PRIVATE_FINAL]["value"]
+                assert note.startswith(f"PrivateTest {private:.2f} % (final weights) vs ")
+                assert "66.55 %" in note  # neither arm is a thesis recipe: its best model
+            else:
+                best = max(trials, key=lambda r: {m["key"]: m["value"] for m in r["data"][
+                    "metrics"]}[mn.PUBLIC_BEST])  # fmt: skip
+                assert note.startswith("Best of 2 complete trial(s) by PublicTest: ")
+                assert best["info"]["run_name"] in note
+        history = rest(port, "metrics/get-history?run_id={}&metric_key={}".format(
+            trials[0]["info"]["run_id"], mn.PUBLIC_ACCURACY))["metrics"]  # fmt: skip
+        assert [m["step"] for m in history] == [1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            log.close()
+    assert code == 0, (tmp_path / "ui.log").read_text()[-2000:]
+    assert len(tree) >= 2  # `mlflow ui` and its uvicorn server at least
+    assert not [p for p in tree if alive(p)]
+    assert ui.port_is_free(port)
+    with pytest.raises(ConnectionRefusedError):  # nobody listens there any more
+        socket.create_connection((ui.HOST, port), timeout=5).close()
+    printed = (tmp_path / "ui.log").read_text()
+    assert "MLflow UI stopped" in printed
+    assert f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning" in printed
+    link = f"tiny-tiny: http://127.0.0.1:{port}/#/experiments/{exp['experiment_id']}/runs?"
+    assert link + "workflowType=machine_learning&viewStateShareKey=fer-sweep" in printed
