@@ -11,7 +11,7 @@ DATA   ?=
 SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint format ui best bench demo clean help $(addprefix sweep-,$(SWEEPS))
+.PHONY: install test lint format ui best bench demo clean help docs-screenshots $(addprefix sweep-,$(SWEEPS))
 
 help:
 	@echo "make install            create .venv and install fer-sweep (editable) with its tools"
@@ -21,6 +21,7 @@ help:
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
 	@echo "make bench              the throughput benchmark"
+	@echo "make docs-screenshots   screenshots of the MLflow UI (docs/img/) from mlruns/"
 	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1 (state in .services/)"
 	@echo "make services-stop      stop them (their data stays in .services/)"
 	@echo "make test-distributed   only the multi-worker test (real PostgreSQL + MLflow server)"
@@ -35,12 +36,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fer_sweep tests
-	$(VENV)/bin/ruff format --check fer_sweep tests
+	$(VENV)/bin/ruff check fer_sweep tests docs
+	$(VENV)/bin/ruff format --check fer_sweep tests docs
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format fer_sweep tests
-	$(VENV)/bin/ruff check --fix fer_sweep tests
+	$(VENV)/bin/ruff format fer_sweep tests docs
+	$(VENV)/bin/ruff check --fix fer_sweep tests docs
 
 test: lint
 	$(PY) -m pytest $(ARGS)
@@ -58,6 +59,12 @@ best: $(STAMP)
 
 ui: $(STAMP)
 	$(PY) -m fer_sweep ui $(ARGS)
+
+# Screenshots of the UI for the README (docs/img/) from the studies in mlruns/ (run a sweep
+# first, e.g. make sweep-dropout BUDGET=smoke); needs Debian's chromium (apt-get install).
+docs-screenshots: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) docs/screenshots.py --store mlruns $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m fer_sweep bench $(if $(DATA),--data $(DATA)) $(ARGS)

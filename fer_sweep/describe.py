@@ -19,7 +19,7 @@ from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag
 
 from fer_sweep import metric_names as mn
-from fer_sweep.data import SPLITS, Dataset
+from fer_sweep.data import EMOTIONS, SPLITS, Dataset
 from fer_sweep.space import SweepSpec
 from fer_sweep.thesis import TOP3, ThesisResult
 
@@ -30,6 +30,9 @@ MODEL_TRAINING_KIND = "custom_model_development"
 SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 SAVED_VIEW_ID = "fer-sweep"
 SAVED_VIEW_NAME = "fer-sweep: trials by PublicTest"
+# Marks a saved view as ours: MLflow's UI rewrites the envelope without it when a user
+# overrides the view, and then fer_sweep leaves it alone.
+WRITTEN_BY = "fer_sweep"
 CHOICE_TAG_PREFIX = "choice."
 # MLflow refuses dataset digests longer than 36 characters (mlflow.utils.validation), so the
 # digest is the start of the source's sha256; the whole hash is in the profile and a run tag.
@@ -170,24 +173,18 @@ def trial_note(
     The first line is what the runs table's Description column shows.
     """
     ref = thesis_reference(config)
-    best = TOP3[0]
-    target = ref or best
+    target = ref or TOP3[0]
     gap = 100.0 * private_final - target.private_accuracy
-    who = (
-        f"the thesis's {_rank_word(ref.rank)} model, same recipe"
-        if ref
-        else "the thesis's best model"
-    )
+    who = f"its {_rank_word(ref.rank)} model, same recipe" if ref else "its best model"
+    trained = f"{config.subset} images per split" if config.subset else "all images"
     lines = [
-        f"PrivateTest {percent(private_final)} (final weights) vs {target.private_accuracy:.2f} % "
-        f"({who}): {gap:+.2f} points",
+        f"PrivateTest {percent(private_final)} final, {percent(private_at_best)} at best epoch; "
+        f"thesis {target.private_accuracy:.2f} % ({who})",
         "",
-        f"- PrivateTest with the best-PublicTest epoch's weights (epoch {best_epoch}): "
-        f"{percent(private_at_best)}",
-        f"- The thesis trained {target.epochs} epochs on all 28,709 training images; "
-        f"this trial trained {epochs_trained} epochs on "
-        + (f"{config.subset} images per split" if config.subset else "all images")
-        + "."
+        f"- Final weights minus the thesis's: {gap:+.2f} points. The best-PublicTest epoch "
+        f"was epoch {best_epoch} of {epochs_trained}.",
+        f"- This trial trained {epochs_trained} epochs on {trained}; the thesis trained "
+        f"{target.epochs} epochs on all 28,709 training images."
         + ("" if _comparable(config, target, epochs_trained) else " The gap says little."),
     ]
     if ref is None:
@@ -246,14 +243,61 @@ def _key(kind: str, name: str) -> str:
     return f"{kind}.`{name}`"
 
 
-def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -> tuple[str, str]:
-    """(tag key, tag value) of the runs table view this study opens with.
+# The chart view, section by section: PublicTest (what selects) first, then PrivateTest (what
+# the thesis reports), the training curves, and the per-class numbers folded away. Per-epoch
+# metrics are line charts; once-per-run numbers (logged at step 0) bars comparing the trials.
+_CHART_SECTIONS: tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...] = (
+    ("PublicTest", True, (("LINE", mn.PUBLIC_ACCURACY), ("BAR", mn.PUBLIC_BEST),
+                          ("LINE", mn.PUBLIC_LOSS), ("BAR", mn.PUBLIC_FINAL))),
+    ("PrivateTest", True, (("BAR", mn.PRIVATE_FINAL), ("BAR", mn.PRIVATE_AT_BEST),
+                           ("LINE", mn.PRIVATE_AT_EPOCH))),
+    ("train", True, (("LINE", mn.TRAIN_ACCURACY), ("LINE", mn.TRAIN_LOSS),
+                     ("LINE", mn.LEARNING_RATE), ("BAR", mn.TRAIN_BEST))),
+    *(
+        (f"PrivateTest_per_class/{which}", False,
+         tuple(("BAR", mn.per_class(which, e)) for e in EMOTIONS))
+        for which in ("final", "at_best_epoch")
+    ),
+    ("Model metrics", False, tuple(("BAR", m) for m in (mn.BEST_EPOCH, mn.EPOCHS_TRAINED,
+                                                        mn.FIT_SECONDS, mn.EVAL_SECONDS))),
+    ("System metrics", False, ()),
+)  # fmt: skip
 
-    Columns: each choice, the objective, PrivateTest (both weights) and the trial's note;
-    trials sorted by the objective, best first, the study's row expanded.
+
+def _charts() -> tuple[list[dict], list[dict]]:
+    """MLflow's chart cards and sections (its ``compareRunCharts`` / ``compareRunSections``).
+
+    Metrics not listed here (a sweep's own) are added by the UI at the end of their section.
+    """
+    charts, sections = [], []
+    for i, (name, shown, cards) in enumerate(_CHART_SECTIONS):
+        section = f"fer-sweep-section-{i}"
+        sections.append({"uuid": section, "name": name, "display": shown, "isReordered": True,
+                         "deleted": False, "isGenerated": True})  # fmt: skip
+        for kind, metric in cards:
+            card = {"uuid": f"fer-sweep-chart-{len(charts)}", "type": kind, "metricKey": metric,
+                    "metricSectionId": section, "runsCountToCompare": 10, "deleted": False,
+                    "isGenerated": True}  # fmt: skip
+            if kind == "LINE":
+                card.update(selectedMetricKeys=[metric], lineSmoothness=0, scaleType="linear",
+                            xAxisScaleType="linear", xAxisKey="step", selectedXAxisMetricKey="",
+                            useGlobalXaxisKey=True, useGlobalLineSmoothing=True)  # fmt: skip
+            charts.append(card)
+    return charts, sections
+
+
+def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -> tuple[str, str]:
+    """(tag key, tag value) of the runs view this study opens with.
+
+    The table: each choice, the objective, PrivateTest (both weights) and the trial's note in
+    percent, trials sorted by the objective, best first, the study's row expanded. The charts:
+    see ``_CHART_SECTIONS``.
     """
     objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
     choices = [_key("tags", CHOICE_TAG_PREFIX + name) for name in spec.params]
+    run_name, note = _key("attributes", "Run Name"), _key("attributes", "Description")
+    numbers = [_key("metrics", m) for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)]
+    charts, sections = _charts()
     state = {
         # Search facets: the runs that are shown and their order.
         "searchFilter": "",
@@ -263,21 +307,27 @@ def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -
         "lifecycleFilter": "Active",
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
-        # UI state: the columns and the expanded study row.
-        "selectedColumns": [
-            *choices,
-            _key("metrics", objective),
-            _key("metrics", mn.PRIVATE_FINAL),
-            _key("metrics", mn.PRIVATE_AT_BEST),
-            _key("attributes", "Description"),
-            _key("attributes", "Dataset"),
-        ],
+        # UI state: the columns (in this order), the expanded study row, the charts.
+        "selectedColumns": [*choices, note, *numbers],
+        "columnOrder": [run_name, *choices, note, *numbers],
+        "columnWidths": {run_name: 260, note: 560, **dict.fromkeys(numbers, 250)},
         "runsExpanded": {parent_run_id: True},
+        "compareRunCharts": charts,
+        "compareRunSections": sections,
+        "isAccordionReordered": True,
     }
     now = int(time.time() * 1000) if now_ms is None else now_ms
     envelope = {"name": SAVED_VIEW_NAME, "createdAt": now, "updatedAt": now,
-                "state": json.dumps(state)}  # fmt: skip
+                "state": json.dumps(state), "writtenBy": WRITTEN_BY}  # fmt: skip
     return SAVED_VIEW_PREFIX + SAVED_VIEW_ID, json.dumps(envelope)
+
+
+def ours(view_value: str) -> bool:
+    """Whether a saved view is still the one fer_sweep wrote (not changed in the UI since)."""
+    try:
+        return json.loads(view_value).get("writtenBy") == WRITTEN_BY
+    except (ValueError, AttributeError):
+        return False
 
 
 def runs_url(base: str, experiment_id: str) -> str:
@@ -311,8 +361,8 @@ def experiment_tags(spec: SweepSpec, budget_name: str, parent_run_id: str) -> di
 def describe_study(client, study, parent_run_id: str) -> str:
     """Give a study's experiment its description, kind and saved view; returns its id.
 
-    The description follows the sweep file; a saved view the user has since changed in the
-    UI (same id) is left alone.
+    The description follows the sweep file; a saved view the user has since overridden in
+    the UI (same id) is left alone.
     """
     from fer_sweep.study import plan_of
 
@@ -320,7 +370,7 @@ def describe_study(client, study, parent_run_id: str) -> str:
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     known = client.get_experiment(experiment_id).tags
     for key, value in experiment_tags(plan.spec, plan.budget_name, parent_run_id).items():
-        if key.startswith(SAVED_VIEW_PREFIX) and key in known:
+        if key.startswith(SAVED_VIEW_PREFIX) and key in known and not ours(known[key]):
             continue
         if known.get(key) != value:
             client.set_experiment_tag(experiment_id, key, value)

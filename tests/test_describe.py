@@ -75,15 +75,16 @@ def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
                                epochs_trained=2)  # fmt: skip
     first = note.splitlines()[0]
     assert first == (
-        "PrivateTest 61.23 % (final weights) vs 65.88 % "
-        "(the thesis's 2nd model, same recipe): -4.65 points"
+        "PrivateTest 61.23 % final, 60.00 % at best epoch; thesis 65.88 % (its 2nd model, "
+        "same recipe)"
     )
-    assert "60.00 %" in note and "epoch 1" in note and "The gap says little." in note
+    assert "-4.65 points" in note and "epoch 1 of 2" in note and "The gap says little." in note
     full = load_config(preset="thesis-top2")
     other = load_config(overrides=["fc_dropout=0.8"])
     note = describe.trial_note(other, private_final=0.6655, private_at_best=0.66, best_epoch=80,
                                epochs_trained=80)  # fmt: skip
-    assert note.startswith("PrivateTest 66.55 % (final weights) vs 66.55 % (the thesis's best")
+    assert note.startswith("PrivateTest 66.55 % final, 66.00 % at best epoch; thesis 66.55 % "
+                           "(its best model)")  # fmt: skip
     assert "+0.00 points" in note and "gap says little" not in note
     assert "65.82 %" in note  # the whole top 3 when no recipe matches
     assert describe.thesis_reference(full).rank == 2
@@ -107,11 +108,18 @@ def test_the_saved_view_shows_the_choices_and_splits_sorted_by_the_objective(spe
     state = json.loads(envelope["state"])
     assert state["orderByKey"] == "metrics.`PublicTest/accuracy_best`"
     assert state["orderByAsc"] is False
-    assert state["selectedColumns"][:3] == [
+    assert state["selectedColumns"][:4] == [
         "tags.`choice.dropout`",
         "tags.`choice.lr`",
+        "attributes.`Description`",
         "metrics.`PublicTest/accuracy_best`",
     ]
+    assert state["columnOrder"][0] == "attributes.`Run Name`"
+    sections = [s["name"] for s in state["compareRunSections"]]
+    assert sections[:3] == ["PublicTest", "PrivateTest", "train"]
+    charted = {c["metricKey"]: c["type"] for c in state["compareRunCharts"]}
+    assert charted[mn.PUBLIC_ACCURACY] == "LINE" and charted[mn.PRIVATE_FINAL] == "BAR"
+    assert describe.ours(value) and not describe.ours('{"name": "mine"}')
     assert "metrics.`PrivateTest/accuracy_at_best_epoch`" in state["selectedColumns"]
     assert state["runsExpanded"] == {"parent123": True}
     tags = describe.experiment_tags(spec, "smoke", "parent123")
