@@ -199,7 +199,7 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
             if key in best.user_attrs:
                 metrics[key] = best.user_attrs[key]
     for state, n in summarize(study).items():
-        metrics[f"trials/{state}"] = n
+        metrics[names.trial_count(state)] = n
     log_study_summary(client, run_id, metrics, tags)
     running = any(t.state == TrialState.RUNNING for t in trials)
     set_study_run_status(client, run_id, study_run_status(running=running, done=done))

@@ -55,3 +55,11 @@ def per_class(which: str, emotion: str) -> str:
 def from_keras(logs: dict[str, float]) -> dict[str, float]:
     """An epoch's Keras logs under our names (keys we do not know pass through unchanged)."""
     return {FROM_KERAS.get(k, k): float(v) for k, v in logs.items()}
+
+
+# On a study's parent run: the best trial's numbers under the names above, and the count of
+# attempts per state (``complete``, ``pruned``, ``fail``, ``skipped``, ...) and of
+# configurations tried.
+def trial_count(state: str) -> str:
+    """The study run's metric counting its trials in ``state`` (lower case)."""
+    return f"trials/{state}"

@@ -1,7 +1,18 @@
-"""``best --top K``: finished trials ranked by PublicTest accuracy, beside the thesis's top 3.
+"""``best``: finished trials ranked like with like, beside the thesis's top 3.
 
-Ranking uses the selection split (PublicTest) only; PrivateTest accuracy is shown, never
-used to order, exactly as the thesis reports "private set accuracy" for chosen models.
+- Ranking is within one study, which is one budget (``--study``); without it, each study's
+  best trial is shown, grouped by budget, so a 2-epoch smoke result never sits beside a
+  thesis-length one.
+- Trials are ordered by their study's objective, PublicTest accuracy (the selection split);
+  PrivateTest is shown, never used to order. Both PrivateTest numbers are shown and
+  labelled: at the final epoch (what the thesis's Table 5.7 reports) and at the
+  best-PublicTest epoch.
+- "Ours minus thesis" is computed only for a trial whose config is one of the thesis's three
+  recipes (:data:`fer_sweep.config.PRESETS`), trained as long as the thesis trained it, on
+  the whole PrivateTest split: recipe with recipe, never rank with rank.
+
+Accuracies are fractions under the names of :mod:`fer_sweep.metric_names` in JSON, and
+percent in the tables; differences to the thesis are in percentage points.
 """
 
 from __future__ import annotations
@@ -9,123 +20,269 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from fer_sweep import metric_names
+from fer_sweep import metric_names as names
+from fer_sweep.config import TrainConfig, load_config, make_config
 from fer_sweep.errors import UserError
-from fer_sweep.thesis import TOP3
+from fer_sweep.space import expand, trial_config_values, trial_label
+from fer_sweep.study import RUN_ID, StudyPlan, plan_of
+from fer_sweep.thesis import TOP3, ThesisResult
+
+# Config keys that say how long, on what and how a run is kept, not which recipe it is.
+NOT_RECIPE = ("epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs",
+              "step_boundaries", "step_unit")  # fmt: skip
 
 
 @dataclass
 class Ranked:
+    """One trial in a ranking. Accuracies are fractions (0-1), None when not recorded."""
+
     rank: int
     study: str
+    budget: str
     trial: int
-    params: str
-    epochs: int
-    public_accuracy: float  # percent
-    private_accuracy: float | None  # percent
+    params: str  # the sampled hyperparameters, in words
+    epochs: int  # epochs trained
+    best_epoch: int | None
+    subset: int  # images per split (0: all of them)
+    objective: float  # the study's objective (PublicTest at its best or last epoch)
+    public_best: float | None
+    private_final: float | None
+    private_at_best: float | None
+    thesis_recipe: int | None  # the thesis's rank whose recipe this trial trains, if any
     run_id: str
 
+    @property
+    def comparable(self) -> bool:
+        """Trained with a thesis recipe, as long as the thesis did, on the full test split."""
+        if self.thesis_recipe is None or self.subset != 0:
+            return False
+        return self.epochs == TOP3[self.thesis_recipe - 1].epochs
 
-def _summary(params: dict) -> str:
-    """The trial's sampled hyperparameters: what distinguishes it within its study."""
-    return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    @property
+    def ours_minus_thesis(self) -> float | None:
+        """PrivateTest at the final epoch minus the thesis's, in points; None unless comparable."""
+        if not self.comparable or self.private_final is None:
+            return None
+        return round(100 * self.private_final - TOP3[self.thesis_recipe - 1].private_accuracy, 2)
+
+
+@dataclass
+class Group:
+    """Rows ranked together: one study's trials, or each study's best at one budget."""
+
+    title: str
+    budget: str
+    rows: list[Ranked]
+
+
+@dataclass
+class Ranking:
+    groups: list[Group]
+    thesis: list[tuple[ThesisResult, Ranked | None]]  # each thesis model and our same recipe
+
+
+def recipe_of(config: TrainConfig) -> dict[str, Any]:
+    """What makes two configs the same recipe: everything but length, data size and
+    bookkeeping; step drops as fractions of the run, however they were written."""
+    values = {k: v for k, v in config.model_dump().items() if k not in NOT_RECIPE}
+    if config.schedule == "step":
+        as_fraction = config.step_unit == "fraction"
+        values["step_fractions"] = tuple(
+            round(b if as_fraction else b / config.epochs, 6) for b in config.step_boundaries
+        )
+    return values
+
+
+THESIS_RECIPES = {ref.rank: recipe_of(load_config(preset=f"thesis-top{ref.rank}")) for ref in TOP3}
+
+
+def thesis_recipe(config: TrainConfig) -> int | None:
+    """The thesis's rank (1-3) whose recipe ``config`` is, or None."""
+    mine = recipe_of(config)
+    return next((rank for rank, recipe in THESIS_RECIPES.items() if recipe == mine), None)
+
+
+def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
+    spec = plan.spec
+    values = trial_config_values(spec, expand(spec, t.params), spec.budget(plan.budget_name))
+    config = make_config(values, origin=f"study {study}, trial {t.number}")
+    attrs = t.user_attrs
+    return Ranked(
+        rank=0,
+        study=study,
+        budget=plan.budget_name,
+        trial=t.number,
+        params=trial_label(spec, t.params),
+        epochs=int(attrs.get(names.EPOCHS_TRAINED, config.epochs)),
+        best_epoch=attrs.get(names.BEST_EPOCH),
+        subset=config.subset,
+        objective=float(t.value),
+        public_best=attrs.get(names.PUBLIC_BEST),
+        private_final=attrs.get(names.PRIVATE_FINAL),
+        private_at_best=attrs.get(names.PRIVATE_AT_BEST),
+        thesis_recipe=thesis_recipe(config),
+        run_id=attrs.get(RUN_ID, ""),
     )
 
 
-def rank_trials(storage, *, study: str | None = None, top: int = 3) -> list[Ranked]:
-    """The ``top`` complete trials of ``study`` (or of every study), best PublicTest first."""
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if study is not None and study not in names:
-        raise UserError(f"no study '{study}' (studies: {', '.join(sorted(names)) or 'none yet'})")
-    rows = []
-    for name in [study] if study else names:
-        loaded = optuna.load_study(study_name=name, storage=storage)
-        for t in loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            private = t.user_attrs.get(metric_names.PRIVATE_FINAL)
-            rows.append(
-                Ranked(
-                    rank=0,
-                    study=name,
-                    trial=t.number,
-                    params=_summary(t.params),
-                    epochs=int(t.user_attrs.get("epochs_trained", 0)),
-                    public_accuracy=100.0 * float(t.value),
-                    private_accuracy=None if private is None else 100.0 * float(private),
-                    run_id=t.user_attrs.get("mlflow_run_id", ""),
-                )
-            )
-    rows.sort(key=lambda r: (-r.public_accuracy, r.study, r.trial))
-    for i, row in enumerate(rows[:top], start=1):
+def _ranked(rows: list[Ranked]) -> list[Ranked]:
+    rows.sort(key=lambda r: (-r.objective, r.study, r.trial))
+    for i, row in enumerate(rows, start=1):
         row.rank = i
-    return rows[:top]
+    return rows
 
 
-def thesis_rows(ranked: list[Ranked]) -> list[dict]:
-    """The thesis's top 3 with the difference to our trial of the same rank (private)."""
-    out = []
+def rank_trials(storage, *, study: str | None = None, top: int = 3) -> Ranking:
+    """The ``top`` complete trials of ``study``; without a study, each study's best trial,
+    grouped by budget. Beside them, the thesis's top 3 with our trial of the same recipe."""
+    known = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    if study is not None and study not in known:
+        raise UserError(f"no study '{study}' (studies: {', '.join(known) or 'none yet'})")
+    per_study: dict[str, list[Ranked]] = {}
+    for name in [study] if study else known:
+        loaded = optuna.load_study(study_name=name, storage=storage)
+        if "spec_text" not in loaded.user_attrs:
+            continue  # not a fer_sweep study
+        plan = plan_of(loaded)
+        complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        per_study[name] = _ranked([_row(plan, name, t) for t in complete])
+    every = [r for rows in per_study.values() for r in rows]
+    if study is not None:
+        rows = per_study.get(study, [])
+        budget = rows[0].budget if rows else ""
+        groups = [Group(f"study {study}: its best trials by PublicTest accuracy", budget,
+                        rows[:top])]  # fmt: skip
+    else:
+        by_budget: dict[str, list[Ranked]] = {}
+        for rows in per_study.values():
+            if rows:
+                by_budget.setdefault(rows[0].budget, []).append(rows[0])
+        groups = [Group(f"budget {b}: each study's best trial by PublicTest accuracy", b,
+                        _ranked(rows)) for b, rows in sorted(by_budget.items())]  # fmt: skip
+    thesis = []
     for ref in TOP3:
-        ours = ranked[ref.rank - 1] if len(ranked) >= ref.rank else None
-        diff = None
-        if ours is not None and ours.private_accuracy is not None:
-            diff = round(ours.private_accuracy - ref.private_accuracy, 2)
-        out.append({
-            "rank": ref.rank, "recipe": ref.recipe, "dropout": ref.dropout,
-            "batch_size": ref.batch_size, "epochs": ref.epochs,
-            "private_accuracy": ref.private_accuracy, "ours_minus_thesis": diff,
-        })  # fmt: skip
-    return out
+        same = [r for r in every if r.thesis_recipe == ref.rank and r.comparable]
+        thesis.append((ref, max(same, key=lambda r: r.objective) if same else None))
+    return Ranking(groups, thesis)
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+# Two-line headers (the table breaks them there; markdown and CSV join them with a space).
+HEAD = ["rank", "study", "trial", "hyperparameters", "epochs\n(best)",
+        "PublicTest %\nat best epoch", "PrivateTest %\nat final epoch",
+        "PrivateTest %\nat best-PublicTest epoch", "ours - thesis\n(points)",
+        "MLflow run"]  # fmt: skip
+THESIS_HEAD = ["rank", "thesis recipe", "dropout", "batch", "epochs",
+               "PrivateTest %\nat final epoch", "ours (same recipe,\nsame length)",
+               "ours - thesis\n(points)"]  # fmt: skip
+# Columns of numbers and ids, which are never wrapped.
+NO_WRAP = ("rank", "trial", "epochs", "batch", "PublicTest", "PrivateTest", "ours - thesis",
+           "MLflow run")  # fmt: skip
+
+
+def _flat(head: list[str]) -> list[str]:
+    return [h.replace("\n", " ") for h in head]
+
+
+THESIS_TITLE = ("The thesis's top 3 (Table 5.7: one run each, PrivateTest at the final epoch; "
+                "about 1 point is noise)")  # fmt: skip
 
 
 def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
+    return "-" if v is None else f"{100 * v:.2f}"
 
 
 def _signed(v: float | None) -> str:
     return "-" if v is None else f"{v:+.2f}"
 
 
-HEAD = ["rank", "study", "trial", "hyperparameters", "epochs", "PublicTest %", "PrivateTest %",
-        "MLflow run"]  # fmt: skip
-THESIS_HEAD = ["rank", "thesis recipe", "dropout", "batch", "epochs", "PrivateTest %",
-               "ours - thesis"]  # fmt: skip
-
-
 def _cells(r: Ranked) -> list[str]:
-    return [str(r.rank), r.study, str(r.trial), r.params, str(r.epochs),
-            _pct(r.public_accuracy), _pct(r.private_accuracy), r.run_id]  # fmt: skip
+    epochs = f"{r.epochs} ({r.best_epoch})" if r.best_epoch else str(r.epochs)
+    return [str(r.rank), r.study, str(r.trial), r.params, epochs, _pct(r.public_best),
+            _pct(r.private_final), _pct(r.private_at_best), _signed(r.ours_minus_thesis),
+            r.run_id]  # fmt: skip
 
 
-def _thesis_cells(t: dict) -> list[str]:
-    return [str(t["rank"]), t["recipe"], t["dropout"], str(t["batch_size"]), str(t["epochs"]),
-            _pct(t["private_accuracy"]), _signed(t["ours_minus_thesis"])]  # fmt: skip
+def _thesis_cells(ref: ThesisResult, ours: Ranked | None) -> list[str]:
+    who = "-" if ours is None else f"{ours.study} trial {ours.trial}: {_pct(ours.private_final)}"
+    diff = None if ours is None else ours.ours_minus_thesis
+    return [str(ref.rank), ref.recipe, ref.dropout, str(ref.batch_size), str(ref.epochs),
+            f"{ref.private_accuracy:.2f}", who, _signed(diff)]  # fmt: skip
 
 
-def render(ranked: list[Ranked], fmt: str = "table") -> str:
-    thesis = thesis_rows(ranked)
+def _json_row(r: Ranked) -> dict[str, Any]:
+    return {
+        "rank": r.rank, "study": r.study, "budget": r.budget, "trial": r.trial,
+        "params": r.params, names.EPOCHS_TRAINED: r.epochs, names.BEST_EPOCH: r.best_epoch,
+        "subset": r.subset, "objective": r.objective, names.PUBLIC_BEST: r.public_best,
+        names.PRIVATE_FINAL: r.private_final, names.PRIVATE_AT_BEST: r.private_at_best,
+        "thesis_recipe": r.thesis_recipe, "comparable_to_thesis": r.comparable,
+        "ours_minus_thesis_points": r.ours_minus_thesis, "run_id": r.run_id,
+    }  # fmt: skip
+
+
+def render(ranking: Ranking, fmt: str = "table") -> str:
+    """``ranking`` as ``table`` (terminal), ``markdown``, ``csv`` or ``json``."""
     if fmt == "json":
-        return json.dumps({"trials": [asdict(r) for r in ranked], "thesis": thesis}, indent=2)
+        return json.dumps(
+            {
+                "groups": [
+                    {"title": g.title, "budget": g.budget, "trials": [_json_row(r) for r in g.rows]}
+                    for g in ranking.groups
+                ],
+                "thesis": [
+                    {
+                        "rank": ref.rank,
+                        "recipe": ref.recipe,
+                        "dropout": ref.dropout,
+                        "batch_size": ref.batch_size,
+                        "epochs": ref.epochs,
+                        names.PRIVATE_FINAL: round(ref.private_accuracy / 100, 4),
+                        "ours": None
+                        if ours is None
+                        else {"study": ours.study, "trial": ours.trial},
+                        "ours_minus_thesis_points": None
+                        if ours is None
+                        else ours.ours_minus_thesis,
+                    }
+                    for ref, ours in ranking.thesis
+                ],
+            },  # fmt: skip
+            indent=2,
+        )
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["source", *HEAD])
-        for r in ranked:
-            w.writerow(["fer-sweep", *_cells(r)])
-        for t in thesis:
-            w.writerow(["thesis", t["rank"], "", "", f"{t['recipe']}; dropout {t['dropout']}; "
-                        f"batch {t['batch_size']}", t["epochs"], "", _pct(t["private_accuracy"]),
-                        ""])  # fmt: skip
+        w.writerow(["source", "budget", *_flat(HEAD)])
+        for g in ranking.groups:
+            for r in g.rows:
+                w.writerow(["fer-sweep", g.budget, *_cells(r)])
+        for ref, ours in ranking.thesis:
+            cells = _thesis_cells(ref, ours)
+            w.writerow(["thesis", "thesis", ref.rank, "", "", f"{ref.recipe}; dropout "
+                        f"{ref.dropout}; batch {ref.batch_size}", ref.epochs, "", cells[5], "",
+                        cells[7], ""])  # fmt: skip
         return buf.getvalue().rstrip("\n")
     if fmt == "markdown":
-        lines = _md(HEAD, [_cells(r) for r in ranked]) if ranked else ["No finished trial yet."]
-        return "\n".join([*lines, "", *_md(THESIS_HEAD, [_thesis_cells(t) for t in thesis])])
+        lines: list[str] = []
+        for g in ranking.groups:
+            lines += [f"**{g.title}**", ""]
+            rows = [_cells(r) for r in g.rows]
+            lines += _md(_flat(HEAD), rows) if rows else ["No finished trial."]
+            lines.append("")
+        if not any(g.rows for g in ranking.groups):
+            lines = ["No finished trial yet.", ""]
+        cells = [_thesis_cells(ref, ours) for ref, ours in ranking.thesis]
+        return "\n".join([*lines, f"**{THESIS_TITLE}**", "", *_md(_flat(THESIS_HEAD), cells)])
     if fmt == "table":
-        return _table(ranked, thesis)
+        return _table(ranking)
     raise UserError(f"unknown format '{fmt}' (known: table, markdown, csv, json)")
 
 
@@ -135,25 +292,27 @@ def _md(head: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def _table(ranked: list[Ranked], thesis: list[dict]) -> str:
+def _table(ranking: Ranking) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, width=160, file=io.StringIO())
+    console = Console(record=True, width=200, file=io.StringIO())
 
     def table(title: str, head: list[str], rows: list[list[str]]) -> Table:
         out = Table(title=title)
         for h in head:
-            out.add_column(h, overflow="fold")
+            out.add_column(h, overflow="fold", no_wrap=h.startswith(NO_WRAP))
         for row in rows:
             out.add_row(*row)
         return out
 
-    if ranked:
-        title = "fer-sweep: best trials by PublicTest accuracy"
-        console.print(table(title, HEAD, [_cells(r) for r in ranked]))
-    else:
+    shown = False
+    for g in ranking.groups:
+        if g.rows:
+            console.print(table(g.title, HEAD, [_cells(r) for r in g.rows]))
+            shown = True
+    if not shown:
         console.print("No finished trial yet.")
-    title = "The thesis's top 3 (one run each; about 1 point is noise)"
-    console.print(table(title, THESIS_HEAD, [_thesis_cells(t) for t in thesis]))
+    cells = [_thesis_cells(ref, ours) for ref, ours in ranking.thesis]
+    console.print(table(THESIS_TITLE, THESIS_HEAD, cells))
     return console.export_text().rstrip("\n")

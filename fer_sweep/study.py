@@ -16,11 +16,8 @@ nothing. Each attempt records its own outcome (``outcome`` user attribute, see
 
 from __future__ import annotations
 
-import itertools
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,9 +28,9 @@ from fer_sweep.errors import UserError
 from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
 from fer_sweep.settings import Settings
-from fer_sweep.space import SweepSpec
+from fer_sweep.space import SweepSpec, arms
 from fer_sweep.storage import open_storage
-from fer_sweep.sweepfile import load_sweep
+from fer_sweep.sweepfile import parse_sweep
 
 # Optuna user attributes of one attempt (never copied to a retry).
 OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
@@ -70,18 +67,11 @@ class StudyPlan:
         return self.spec.timeout
 
 
-def _spec_from_text(text: str, name: str) -> SweepSpec:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.yaml"
-        path.write_text(text)
-        return load_sweep(path)
-
-
 def plan_of(study: optuna.Study) -> StudyPlan:
     attrs = study.user_attrs
     if "spec_text" not in attrs:
         raise UserError(f"study '{study.study_name}' was not created by fer_sweep")
-    spec = _spec_from_text(attrs["spec_text"], attrs["spec_name"])
+    spec = parse_sweep(attrs["spec_text"], f"{attrs['spec_name']}.yaml")
     n_trials = attrs.get("n_trials")
     return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials))
 
@@ -121,7 +111,7 @@ def create_or_resume(
             f"study '{name}' was created from another version of {spec.path}; "
             f"put the change in a new sweep file (or a new 'name:'), or delete the study"
         )
-    points = queued_points(spec)
+    points = arms(spec)
     target = n_trials or spec.n_trials or (len(points) if points else None)
     if target is None and timeout is None and spec.timeout is None:
         raise UserError(f"{spec.path}: set n_trials or timeout (or pass --n-trials / --timeout)")
@@ -145,22 +135,6 @@ def _definition(text: str) -> dict:
     data = yaml.safe_load(text) or {}
     data.pop("description", None)
     return data
-
-
-def queued_points(spec: SweepSpec) -> list[dict]:
-    """The points a sweep file asks for by name: its ``trials``, or every grid point."""
-    if spec.trials:
-        return [dict(t) for t in spec.trials]
-    if spec.sampler.get("type") == "grid":
-        return grid_points(spec)
-    return []
-
-
-def grid_points(spec: SweepSpec) -> list[dict]:
-    """Every point of a grid sweep, as Optuna params (grids have no conditional params)."""
-    sampled = {n: p for n, p in spec.params.items() if p.type != "fixed"}
-    values = [p.grid_values() for p in sampled.values()]
-    return [dict(zip(sampled, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def enqueue_missing(study: optuna.Study, points: list[dict], target: int | None) -> int:

@@ -156,7 +156,8 @@ class CheckpointUploader(keras.callbacks.Callback):
         path = f"{CHECKPOINTS}/epoch-{epoch:04d}"
         what = f"checkpoint upload after epoch {epoch}"
         try:
-            client.log_artifacts(run_id, str(folder), artifact_path=path)
+            for f in sorted(folder.iterdir()):  # the trainer's checkpoint folder is flat
+                client.log_artifact(run_id, str(f), artifact_path=path)
             client.set_tag(run_id, CHECKPOINT_TAG, path)
         except Exception as err:  # noqa: BLE001 - tracking loss is noted, training goes on
             self.run.note(f"{what}: {first_line(err)}")

@@ -1,0 +1,42 @@
+"""Settings are resolved once: an option, else its environment variable, else the default."""
+
+from pathlib import Path
+
+import pytest
+
+from fer_sweep.errors import UserError
+from fer_sweep.settings import Settings
+
+
+def test_options_win_over_the_environment_which_wins_over_defaults(tmp_path):
+    env = {"FER_SWEEP_STORE": str(tmp_path / "store"), "FER_SWEEP_GRACE": "9",
+           "FER_SWEEP_HEARTBEAT": "2", "FER_SWEEP_MAX_RETRIES": "0",
+           "MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # fmt: skip
+    s = Settings.resolve(storage="postgresql://db/optuna", environ=env)
+    assert s.store_dir == tmp_path / "store" and s.storage == "postgresql://db/optuna"
+    assert s.tracking_uri == "http://mlflow:5000" and not s.tracks_locally
+    assert (s.heartbeat, s.grace, s.max_retries) == (2, 9, 0)
+    assert s.artifact_root is None  # a tracking server keeps its own artifacts
+    # A child process resolves the same settings from what it is handed.
+    assert Settings.resolve(environ=s.environ()) == s
+
+    d = Settings.resolve(environ={})
+    assert d.store_dir == Path("mlruns").resolve()
+    assert d.storage == f"sqlite:///{d.store_dir / 'optuna.db'}"
+    assert d.tracking_uri == f"sqlite:///{d.store_dir / 'mlflow.db'}"
+    assert (d.heartbeat, d.grace, d.max_retries) == (20, 60, 1)
+    assert d.artifact_root == d.store_dir / "artifacts"
+    assert d.workdir("s/trial-0001") == d.store_dir / "work" / "s" / "trial-0001"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FER_SWEEP_HEARTBEAT": "soon"}, "FER_SWEEP_HEARTBEAT='soon': expected a whole number"),
+        ({"FER_SWEEP_GRACE": "5", "FER_SWEEP_HEARTBEAT": "5"}, "must be longer than the heartbeat"),
+        ({"FER_SWEEP_MAX_RETRIES": "-1"}, "expected at least 0"),
+    ],
+)
+def test_a_bad_setting_is_one_line(env, message):
+    with pytest.raises(UserError, match=message):
+        Settings.resolve(environ=env)

@@ -1,0 +1,194 @@
+"""Tracking that fails costs logging, never a result, and never leaves a run RUNNING; a
+checkpoint upload killed between two files leaves the previous checkpoint whole."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+
+import optuna
+import pytest
+
+from fer_sweep import metric_names as names
+from fer_sweep.runs import TrackedRun, open_run
+from fer_sweep.settings import Settings
+from fer_sweep.tracking import (
+    CHECKPOINT_TAG,
+    CheckpointUploader,
+    EpochLogger,
+    connect,
+    fetch_checkpoint,
+)
+from fer_sweep.train import CHECKPOINT_DIR, STATE_FILE, checkpoint_epoch
+
+
+@pytest.fixture
+def client():
+    return connect(Settings.resolve().tracking_uri)
+
+
+class Killed(BaseException):
+    """The process dies here: nothing after it runs (not an Exception anyone catches)."""
+
+
+class Flaky:
+    """An MLflow client whose chosen calls fail; every other call goes to the real one."""
+
+    def __init__(self, real, fail):
+        self.real, self.fail = real, fail
+
+    def __getattr__(self, name):
+        call = getattr(self.real, name)
+        if not callable(call):
+            return call
+
+        def wrapped(*args, **kwargs):
+            self.fail(name, args, kwargs)
+            return call(*args, **kwargs)
+
+        return wrapped
+
+
+def write_checkpoint(workdir, epoch):
+    folder = workdir / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.keras").write_text(f"model after epoch {epoch}")
+    (folder / "best.weights.h5").write_text(f"best weights up to epoch {epoch}")
+    (folder / STATE_FILE).write_text(json.dumps({"state": {"epoch": epoch}}))
+
+
+@pytest.mark.parametrize("files_before_the_kill", [1, 2])
+def test_an_upload_killed_between_files_leaves_the_last_whole_checkpoint(
+    client, tmp_path, files_before_the_kill
+):
+    run_id = client.create_run(client.create_experiment("ckpt")).info.run_id
+    work = tmp_path / "dead-worker"
+    write_checkpoint(work, 1)
+    CheckpointUploader(TrackedRun(client, run_id), work).upload()
+
+    write_checkpoint(work, 2)
+    uploads = []
+
+    def die_after_one_file(name, args, kwargs):
+        if name == "log_artifact":
+            uploads.append(args[1])
+            if len(uploads) > files_before_the_kill:
+                raise Killed
+
+    uploader = CheckpointUploader(TrackedRun(Flaky(client, die_after_one_file), run_id), work)
+    with pytest.raises(Killed):
+        uploader.upload()
+
+    # A retry on a machine with an empty disk gets epoch 1 whole: its model with its state.
+    fresh = tmp_path / "retry"
+    assert fetch_checkpoint(client, run_id, fresh) == 1
+    assert (fresh / CHECKPOINT_DIR / "model.keras").read_text() == "model after epoch 1"
+    assert checkpoint_epoch(fresh) == 1
+
+    # The next complete upload moves the pointer and removes the superseded folder.
+    write_checkpoint(work, 3)
+    second = CheckpointUploader(TrackedRun(client, run_id), work)
+    second.uploaded, second.uploaded_epoch = "checkpoints/epoch-0001", 1
+    second.upload()
+    assert client.get_run(run_id).data.tags[CHECKPOINT_TAG] == "checkpoints/epoch-0003"
+    assert "checkpoints/epoch-0001" not in {
+        a.path for a in client.list_artifacts(run_id, "checkpoints")
+    }
+    again = tmp_path / "retry-2"
+    assert fetch_checkpoint(client, run_id, again) == 3
+    assert (again / CHECKPOINT_DIR / "model.keras").read_text() == "model after epoch 3"
+
+
+def test_a_tracking_error_with_an_empty_message_does_not_stop_training():
+    class Down:
+        def log_batch(self, *args, **kwargs):
+            raise ConnectionError()  # str() of it is ''
+
+    run = TrackedRun(Down(), "run-1")
+    logger = EpochLogger(run)
+    logger.on_epoch_end(0, {"loss": 1.5, "val_accuracy": 0.25})  # must not raise
+    logger.on_epoch_end(1, {"loss": 1.4, "val_accuracy": 0.30})
+    assert run.errors == ["epoch 1: ConnectionError", "epoch 2: ConnectionError"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "state"),
+    [
+        (None, "FINISHED", "COMPLETE"),
+        (optuna.TrialPruned("pruned after epoch 2"), "KILLED", "PRUNED"),
+        (KeyboardInterrupt(), "KILLED", "FAIL"),
+        (RuntimeError("out of memory"), "FAILED", "FAIL"),
+    ],
+)
+def test_the_run_status_follows_how_the_block_ended(client, raised, status, state):
+    expected = pytest.raises(type(raised)) if raised else nullcontext()
+    with expected, open_run(client, experiment="status", tags={"optuna.trial": "0"}) as run:
+        if raised is not None:
+            raise raised
+    got = client.get_run(run.id)
+    assert got.info.status == status and got.data.tags["optuna.state"] == state
+    if raised is not None:
+        assert got.data.tags["fer_sweep.error"] == (str(raised) or type(raised).__name__)
+
+
+@pytest.mark.slow
+def test_tracking_that_fails_before_training_costs_neither_the_result_nor_the_run(
+    client, fer_dataset, tmp_path
+):
+    from fer_sweep.config import load_config
+    from fer_sweep.tracking import tracked_train
+
+    def no_tags(name, args, kwargs):
+        if name == "set_tag" or (name == "log_batch" and kwargs.get("tags")):
+            raise RuntimeError("tracking server answered 503")
+
+    flaky = Flaky(client, no_tags)
+    cfg = load_config(preset="thesis-top1", epochs=1, schedule="constant", batch_size=32)
+    with open_run(flaky, experiment="flaky", config=cfg) as run:
+        result = tracked_train(cfg, fer_dataset, run=run, workdir=tmp_path / "w", progress=False)
+    assert result.epochs_trained == 1
+    got = client.get_run(run.id)
+    assert got.info.status == "FINISHED"  # closed, though no tag could be written
+    assert got.data.metrics[names.PRIVATE_FINAL] == pytest.approx(result.test_final.accuracy)
+    assert run.errors and all("503" in e for e in run.errors)
+
+
+GRID = """
+name: pair
+base: {arch: C, epochs: 2}
+space:
+  fc_dropout: {type: categorical, choices: [0.0, 0.5]}
+sampler: grid
+default_budget: smoke
+"""
+
+
+def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_csv):
+    from fer_sweep.attempt import TrainingRunner
+    from fer_sweep.runs import Outcome, study_run
+    from fer_sweep.study import create_or_resume
+    from fer_sweep.sweepfile import load_sweep
+    from fer_sweep.worker import AttemptReport, open_worker
+
+    class NoTraining(TrainingRunner):
+        def run(self, attempt, trial):
+            attrs = {names.PUBLIC_BEST: 0.5, names.PRIVATE_FINAL: 0.4}
+            return AttemptReport(Outcome.COMPLETE, value=0.5, attrs=attrs)
+
+    settings = Settings.resolve()
+    (tmp_path / "pair.yaml").write_text(GRID)
+    study = create_or_resume(load_sweep(tmp_path / "pair.yaml"), settings)
+    parent = study_run(client, study, settings.artifact_root)  # what `study create` does
+    assert client.get_run(parent).info.status == "SCHEDULED"
+
+    def join(**kw):
+        return open_worker(study.study_name, settings, data=str(fer_csv), runner=NoTraining.open,
+                           **kw)  # fmt: skip
+
+    assert join(max_trials=1).run() == 1  # leaves with one of two trials done
+    assert client.get_run(parent).info.status == "KILLED"
+    assert join().run() == 1
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics[names.trial_count("complete")] == 2
+    assert run.data.metrics[names.PRIVATE_FINAL] == 0.4
