@@ -32,7 +32,7 @@ from fer_sweep.runs import (
 )
 from fer_sweep.settings import Settings
 from fer_sweep.study import RUN_ID, summarize
-from fer_sweep.tracking import connect, tracked_train
+from fer_sweep.tracking import connect, final_metrics, tracked_train
 from fer_sweep.worker import Attempt, AttemptReport, Runner
 
 # What a complete attempt records on its Optuna trial (besides outcome and reason).
@@ -159,15 +159,11 @@ class TrainingRunner(Runner):
             if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
                 attrs[STOPPED_AFTER_EPOCH] = int(exc.epoch)
             return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
-        attrs = {
-            names.PUBLIC_BEST: result.best_val_accuracy,
-            names.PUBLIC_FINAL: result.final_val_accuracy,
-            names.PRIVATE_FINAL: result.test_final.accuracy,
-            names.PRIVATE_AT_BEST: result.test_best.accuracy,
-            names.EPOCHS_TRAINED: result.epochs_trained,
-            names.BEST_EPOCH: result.best_epoch,
-            RESUMED_FROM_EPOCH: result.resumed_from_epoch,
-        }
+        # The run's once-per-run numbers under the same names as in MLflow (per-class
+        # accuracies stay in MLflow only).
+        attrs = {k: v for k, v in final_metrics(result).items()
+                 if not k.startswith(names.PER_CLASS_PREFIX)}  # fmt: skip
+        attrs[RESUMED_FROM_EPOCH] = result.resumed_from_epoch
         if run.errors:
             # The result is safe here; say in the study what MLflow is missing.
             attrs[MLFLOW_ERRORS] = "; ".join(run.errors)[:500]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -56,6 +56,7 @@ class Ranked:
     private_at_best: float | None
     thesis_recipe: int | None  # the thesis's rank whose recipe this trial trains, if any
     run_id: str
+    reported: dict[str, float | None] = field(default_factory=dict)  # the study's `report:`
 
     @property
     def comparable(self) -> bool:
@@ -79,6 +80,7 @@ class Group:
     title: str
     budget: str
     rows: list[Ranked]
+    report: tuple[str, ...] = ()  # the extra columns the study's file asks for (`report:`)
 
 
 @dataclass
@@ -113,6 +115,7 @@ def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
     values = trial_config_values(spec, expand(spec, t.params), spec.budget(plan.budget_name))
     config = make_config(values, origin=f"study {study}, trial {t.number}")
     attrs = t.user_attrs
+    best_epoch = attrs.get(names.BEST_EPOCH)
     return Ranked(
         rank=0,
         study=study,
@@ -120,7 +123,7 @@ def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
         trial=t.number,
         params=trial_label(spec, t.params),
         epochs=int(attrs.get(names.EPOCHS_TRAINED, config.epochs)),
-        best_epoch=attrs.get(names.BEST_EPOCH),
+        best_epoch=None if best_epoch is None else int(best_epoch),
         subset=config.subset,
         objective=float(t.value),
         public_best=attrs.get(names.PUBLIC_BEST),
@@ -128,6 +131,7 @@ def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
         private_at_best=attrs.get(names.PRIVATE_AT_BEST),
         thesis_recipe=thesis_recipe(config),
         run_id=attrs.get(RUN_ID, ""),
+        reported={name: attrs.get(name) for name in spec.report},
     )
 
 
@@ -145,11 +149,13 @@ def rank_trials(storage, *, study: str | None = None, top: int = 3) -> Ranking:
     if study is not None and study not in known:
         raise UserError(f"no study '{study}' (studies: {', '.join(known) or 'none yet'})")
     per_study: dict[str, list[Ranked]] = {}
+    report: tuple[str, ...] = ()
     for name in [study] if study else known:
         loaded = optuna.load_study(study_name=name, storage=storage)
         if "spec_text" not in loaded.user_attrs:
             continue  # not a fer_sweep study
         plan = plan_of(loaded)
+        report = plan.spec.report
         complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         per_study[name] = _ranked([_row(plan, name, t) for t in complete])
     every = [r for rows in per_study.values() for r in rows]
@@ -157,7 +163,7 @@ def rank_trials(storage, *, study: str | None = None, top: int = 3) -> Ranking:
         rows = per_study.get(study, [])
         budget = rows[0].budget if rows else ""
         groups = [Group(f"study {study}: its best trials by PublicTest accuracy", budget,
-                        rows[:top])]  # fmt: skip
+                        rows[:top], report)]  # fmt: skip
     else:
         by_budget: dict[str, list[Ranked]] = {}
         for rows in per_study.values():
@@ -203,11 +209,24 @@ def _signed(v: float | None) -> str:
     return "-" if v is None else f"{v:+.2f}"
 
 
-def _cells(r: Ranked) -> list[str]:
+def _head(report: tuple[str, ...]) -> list[str]:
+    return [*HEAD[:-1], *report, HEAD[-1]]
+
+
+def _reported(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name in (names.BEST_EPOCH, names.EPOCHS_TRAINED):
+        return str(int(value))
+    return _pct(value)
+
+
+def _cells(r: Ranked, report: tuple[str, ...] = ()) -> list[str]:
     epochs = f"{r.epochs} ({r.best_epoch})" if r.best_epoch else str(r.epochs)
+    extra = [_reported(name, r.reported.get(name)) for name in report]
     return [str(r.rank), r.study, str(r.trial), r.params, epochs, _pct(r.public_best),
             _pct(r.private_final), _pct(r.private_at_best), _signed(r.ours_minus_thesis),
-            r.run_id]  # fmt: skip
+            *extra, r.run_id]  # fmt: skip
 
 
 def _thesis_cells(ref: ThesisResult, ours: Ranked | None) -> list[str]:
@@ -224,7 +243,7 @@ def _json_row(r: Ranked) -> dict[str, Any]:
         "subset": r.subset, "objective": r.objective, names.PUBLIC_BEST: r.public_best,
         names.PRIVATE_FINAL: r.private_final, names.PRIVATE_AT_BEST: r.private_at_best,
         "thesis_recipe": r.thesis_recipe, "comparable_to_thesis": r.comparable,
-        "ours_minus_thesis_points": r.ours_minus_thesis, "run_id": r.run_id,
+        "ours_minus_thesis_points": r.ours_minus_thesis, "run_id": r.run_id, **r.reported,
     }  # fmt: skip
 
 
@@ -260,22 +279,23 @@ def render(ranking: Ranking, fmt: str = "table") -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["source", "budget", *_flat(HEAD)])
+        report = ranking.groups[0].report if len(ranking.groups) == 1 else ()
+        w.writerow(["source", "budget", *_flat(_head(report))])
         for g in ranking.groups:
             for r in g.rows:
-                w.writerow(["fer-sweep", g.budget, *_cells(r)])
+                w.writerow(["fer-sweep", g.budget, *_cells(r, report)])
         for ref, ours in ranking.thesis:
             cells = _thesis_cells(ref, ours)
             w.writerow(["thesis", "thesis", ref.rank, "", "", f"{ref.recipe}; dropout "
                         f"{ref.dropout}; batch {ref.batch_size}", ref.epochs, "", cells[5], "",
-                        cells[7], ""])  # fmt: skip
+                        cells[7], *[""] * len(report), ""])  # fmt: skip
         return buf.getvalue().rstrip("\n")
     if fmt == "markdown":
         lines: list[str] = []
         for g in ranking.groups:
             lines += [f"**{g.title}**", ""]
-            rows = [_cells(r) for r in g.rows]
-            lines += _md(_flat(HEAD), rows) if rows else ["No finished trial."]
+            rows = [_cells(r, g.report) for r in g.rows]
+            lines += _md(_flat(_head(g.report)), rows) if rows else ["No finished trial."]
             lines.append("")
         if not any(g.rows for g in ranking.groups):
             lines = ["No finished trial yet.", ""]
@@ -309,7 +329,8 @@ def _table(ranking: Ranking) -> str:
     shown = False
     for g in ranking.groups:
         if g.rows:
-            console.print(table(g.title, HEAD, [_cells(r) for r in g.rows]))
+            rows = [_cells(r, g.report) for r in g.rows]
+            console.print(table(g.title, _head(g.report), rows))
             shown = True
     if not shown:
         console.print("No finished trial yet.")

@@ -108,3 +108,37 @@ def test_nothing_finished_yet_still_shows_the_thesis():
     empty = rank_trials(optuna.storages.InMemoryStorage())
     assert "No finished trial yet." in render(empty, "table")
     assert "66.55" in render(empty, "markdown")
+
+
+REPORTING = """
+name: report
+base: {arch: C, epochs: 2}
+space:
+  fc_dropout: {type: categorical, choices: [0.0, 0.5]}
+sampler: grid
+report: [train/accuracy_best, best_epoch]
+default_budget: smoke
+"""
+
+
+def test_a_studys_report_metrics_are_shown_beside_never_ranked_by(tmp_path):
+    class TrainAccuracy(Runner):
+        def run(self, attempt, trial):
+            public = 0.3 + attempt.config.fc_dropout / 10
+            attrs = {names.TRAIN_BEST: 0.9 - attempt.config.fc_dropout, names.BEST_EPOCH: 2.0}
+            return AttemptReport(Outcome.COMPLETE, value=public, attrs=attrs)
+
+    storage = optuna.storages.InMemoryStorage()
+    (tmp_path / "report.yaml").write_text(REPORTING)
+    settings = Settings.resolve(store_dir=tmp_path / "mlruns", environ={})
+    study = create_or_resume(load_sweep(tmp_path / "report.yaml"), settings, storage=storage)
+    loaded, plan = load_for_worker(study.study_name, storage)
+    Worker(loaded, plan, TrainAccuracy(), max_retries=1).run()
+    ranking = rank_trials(storage, study="report-smoke")
+    assert [r.reported[names.TRAIN_BEST] for r in ranking.groups[0].rows] == [0.4, 0.9]
+    markdown = render(ranking, "markdown")
+    assert "| train/accuracy_best | best_epoch | MLflow run |" in markdown
+    assert "| 40.00 | 2 |" in markdown
+    assert json.loads(render(ranking, "json"))["groups"][0]["trials"][1][names.TRAIN_BEST] == 0.9
+    rows = list(csv.reader(io.StringIO(render(ranking, "csv"))))
+    assert len({len(r) for r in rows}) == 1

@@ -323,3 +323,15 @@ def test_a_discrete_space_trains_each_point_once_and_then_stops(tmp_path, settin
     skipped = [t for t in study.trials if t.user_attrs.get(OUTCOME) == "skipped"]
     assert all(t.user_attrs["reason"].startswith("duplicate of trial") for t in skipped)
     assert len(lineages(study.trials)) == 6 and runner.left == [True]
+
+
+def test_timeout_bounds_one_invocation_and_a_timeout_alone_is_enough(tmp_path, settings, storage):
+    import time
+
+    # A file with a time limit and no total: the study runs until each invocation's limit.
+    spec = spec_of(tmp_path, TPE.replace("n_trials: 4", "timeout: 1h"), "tpe")
+    study = create_or_resume(spec, settings, timeout=5, storage=storage)
+    loaded, plan = load_for_worker(study.study_name, storage)
+    assert plan.n_trials is None and plan.timeout == 3600  # --timeout 5 is not the study's
+    assert Worker(loaded, plan, FakeRunner(), max_retries=1, deadline=time.time() - 1).run() == 0
+    assert Worker(loaded, plan, FakeRunner(), max_retries=1, max_trials=3).run() == 3
