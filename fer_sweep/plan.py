@@ -77,9 +77,9 @@ def render_plan(plan: Plan) -> str:
         "# dry run: nothing is trained and no study is written",
     ]
     if kind == "grid":
-        lines.append("# a grid runs every arm once, in a shuffled order")
+        lines.append("# a grid runs every arm once, in this order")
         if plan.n_trials is not None and plan.n_trials < len(plan.trials):
-            lines.append(f"# n_trials stops it after {plan.n_trials} of these")
+            lines.append(f"# n_trials runs the first {plan.n_trials} of these")
     if spec.report:
         lines.append("# reported beside the objective: " + ", ".join(spec.report))
     count = len(plan.trials)

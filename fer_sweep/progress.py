@@ -67,7 +67,9 @@ class StudyView:
     """Live terminal view of a study: trial states, the best so far, the running trials' epochs
     and an ETA for the rest of the sweep, refreshed from the study's storage."""
 
-    def __init__(self, study, *, n_trials: int, epochs: int, jobs: int, console=None) -> None:
+    def __init__(
+        self, study, *, n_trials: int | None, epochs: int, jobs: int, console=None
+    ) -> None:
         from rich.live import Live
 
         self.study = study
@@ -81,17 +83,23 @@ class StudyView:
         from optuna.trial import TrialState
         from rich.table import Table
 
+        from fer_sweep.study import lineages, skipped, started
+
         trials = self.study.get_trials(deepcopy=False)
-        count = {s: sum(t.state == s for t in trials) for s in TrialState}
-        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                     TrialState.FAIL)]  # fmt: skip
+        count = {s: sum(t.state == s and not skipped(t) for t in trials) for s in TrialState}
+        lins = lineages(trials).values()
+        # Attempts that trained, for the durations; skipped ones never did.
+        finished = [t for lin in lins for t in lin if t.state in (TrialState.COMPLETE,
+                    TrialState.PRUNED, TrialState.FAIL)]  # fmt: skip
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         table = Table(title=f"study {self.study.study_name}", show_header=False, box=None)
+        target = "no limit" if self.n_trials is None else self.n_trials
         table.add_row(
             "trials",
             f"{count[TrialState.COMPLETE]} done, {count[TrialState.RUNNING]} running, "
             f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed, "
-            f"{count[TrialState.WAITING]} queued (target {self.n_trials})",
+            f"{count[TrialState.WAITING]} queued, {sum(map(skipped, trials))} skipped; "
+            f"{len(lins)} configuration(s) of {target}",
         )
         if complete:
             b = max(complete, key=lambda t: t.value)
@@ -108,7 +116,10 @@ class StudyView:
             for t in finished
             if t.datetime_complete and t.datetime_start
         ]
-        remaining = max(0, self.n_trials - len(finished))
+        # Configurations that have not started yet (queued or still to be proposed).
+        remaining = 0
+        if self.n_trials is not None:
+            remaining = max(0, self.n_trials - sum(started(lin) for lin in lins))
         if durations and remaining:
             eta = remaining * (sum(durations) / len(durations)) / self.jobs
             table.add_row("ETA", f"{eta / 60:.1f} min for {remaining} more trial(s)")

@@ -272,7 +272,7 @@ def trial_config_values(
 
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every point of the space's grid as parameter values, in file order (the first
-    parameter varies slowest). GridSampler visits the same points in a shuffled order."""
+    parameter varies slowest). Studies queue them in this order."""
     grid = grid_space(spec.params)
     return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
