@@ -150,10 +150,14 @@ class TrainingRunner(Runner):
                     progress=False,
                     resume_run=attempt.previous_run,
                 )
-                run.set_tags({describe.NOTE: describe.trial_note(
-                    attempt.config, private_final=result.test_final.accuracy,
-                    private_at_best=result.test_best.accuracy, best_epoch=result.best_epoch,
-                    epochs_trained=result.epochs_trained)})  # fmt: skip
+                # Trained: from here nothing may cost the result, a note included.
+                note = run.safely("trial note", describe.trial_note, attempt.config,
+                                  private_final=result.test_final.accuracy,
+                                  private_at_best=result.test_best.accuracy,
+                                  best_epoch=result.best_epoch,
+                                  epochs_trained=result.epochs_trained)  # fmt: skip
+                if note is not None:
+                    run.set_tags({describe.NOTE: note})
         except Exception as exc:  # noqa: BLE001 - every way an attempt ends is reported
             attrs: dict[str, Any] = {}
             if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
@@ -162,7 +166,7 @@ class TrainingRunner(Runner):
         # The run's once-per-run numbers under the same names as in MLflow (per-class
         # accuracies stay in MLflow only).
         attrs = {k: v for k, v in final_metrics(result).items()
-                 if not k.startswith(names.PER_CLASS_PREFIX)}  # fmt: skip
+                 if not names.is_per_class(k)}  # fmt: skip
         attrs[RESUMED_FROM_EPOCH] = result.resumed_from_epoch
         if run.errors:
             # The result is safe here; say in the study what MLflow is missing.

@@ -45,14 +45,16 @@ EVAL_SECONDS = "eval_seconds"  # wall time of the PrivateTest evaluations
 PRIVATE_AT_EPOCH = "PrivateTest/accuracy_at_epoch"
 
 
-PER_CLASS_PREFIX = "PrivateTest_per_class/"
-
-
 def per_class(which: str, emotion: str) -> str:
     """PrivateTest accuracy of one class, ``which`` being ``final`` or ``at_best_epoch``."""
     if which not in ("final", "at_best_epoch") or emotion not in EMOTIONS:
         raise ValueError(f"no per-class metric for {which!r} / {emotion!r}")
-    return f"{PER_CLASS_PREFIX}{which}/{emotion}"
+    return f"PrivateTest_per_class/{which}/{emotion}"
+
+
+def is_per_class(name: str) -> bool:
+    """Whether ``name`` is one of the :func:`per_class` metrics."""
+    return name.startswith("PrivateTest_per_class/")
 
 
 def from_keras(logs: dict[str, float]) -> dict[str, float]:

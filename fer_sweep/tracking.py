@@ -240,7 +240,8 @@ def tracked_train(
         if remote:
             fetch_checkpoint(run.client, resume_run, workdir)
     run.set_tags(tags)
-    run.safely("dataset input", run.client.log_inputs, run.id, datasets=[dataset_input(dataset)])
+    run.safely("dataset input", lambda: run.client.log_inputs(run.id, datasets=[
+        dataset_input(dataset)]))  # fmt: skip
     uploader = CheckpointUploader(run, workdir) if remote else None
     bar = None
     if progress:
