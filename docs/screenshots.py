@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_ui(args.store, port, args.out / "ui.log")
+    log = Path(tempfile.gettempdir()) / f"fer-sweep-ui-{port}.log"  # not among the images
+    proc = start_ui(args.store, port, log)
     try:
         exp, runs = study_runs(base, args.study)
         trials = [r for r in runs if "mlflow.parentRunId" in tags_of(r)]

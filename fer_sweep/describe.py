@@ -170,7 +170,8 @@ def trial_note(
 ) -> str:
     """A trial's note: its PrivateTest accuracy against the thesis's, in percent.
 
-    The first line is what the runs table's Description column shows.
+    The first line is what the runs table's Description column shows (its first 50
+    characters).
     """
     ref = thesis_reference(config)
     target = ref or TOP3[0]
@@ -178,11 +179,14 @@ def trial_note(
     who = f"its {_rank_word(ref.rank)} model, same recipe" if ref else "its best model"
     trained = f"{config.subset} images per split" if config.subset else "all images"
     lines = [
-        f"PrivateTest {percent(private_final)} final, {percent(private_at_best)} at best epoch; "
-        f"thesis {target.private_accuracy:.2f} % ({who})",
+        # At most 50 characters: what the runs table's Description column shows of a note.
+        f"PrivateTest {percent(private_final)} vs thesis {target.private_accuracy:.2f} % "
+        f"({gap:+.2f})",
         "",
-        f"- Final weights minus the thesis's: {gap:+.2f} points. The best-PublicTest epoch "
-        f"was epoch {best_epoch} of {epochs_trained}.",
+        f"- PrivateTest with the final weights: {percent(private_final)}; the thesis's "
+        f"({who}): {target.private_accuracy:.2f} %, {gap:+.2f} points.",
+        f"- With the best-PublicTest epoch's weights (epoch {best_epoch} of {epochs_trained}): "
+        f"{percent(private_at_best)}.",
         f"- This trial trained {epochs_trained} epochs on {trained}; the thesis trained "
         f"{target.epochs} epochs on all 28,709 training images."
         + ("" if _comparable(config, target, epochs_trained) else " The gap says little."),
@@ -310,7 +314,12 @@ def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -
         # UI state: the columns (in this order), the expanded study row, the charts.
         "selectedColumns": [*choices, note, *numbers],
         "columnOrder": [run_name, *choices, note, *numbers],
-        "columnWidths": {run_name: 260, note: 560, **dict.fromkeys(numbers, 250)},
+        "columnWidths": {
+            run_name: 260,
+            note: 380,
+            **dict.fromkeys(choices, 190),
+            **dict.fromkeys(numbers, 250),
+        },  # fmt: skip
         "runsExpanded": {parent_run_id: True},
         "compareRunCharts": charts,
         "compareRunSections": sections,

@@ -74,18 +74,15 @@ def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
     note = describe.trial_note(top2, private_final=0.612345, private_at_best=0.6, best_epoch=1,
                                epochs_trained=2)  # fmt: skip
     first = note.splitlines()[0]
-    assert first == (
-        "PrivateTest 61.23 % final, 60.00 % at best epoch; thesis 65.88 % (its 2nd model, "
-        "same recipe)"
-    )
-    assert "-4.65 points" in note and "epoch 1 of 2" in note and "The gap says little." in note
+    assert first == "PrivateTest 61.23 % vs thesis 65.88 % (-4.65)" and len(first) <= 50
+    assert "the thesis's (its 2nd model, same recipe): 65.88 %" in note
+    assert "(epoch 1 of 2): 60.00 %" in note and "The gap says little." in note
     full = load_config(preset="thesis-top2")
     other = load_config(overrides=["fc_dropout=0.8"])
     note = describe.trial_note(other, private_final=0.6655, private_at_best=0.66, best_epoch=80,
                                epochs_trained=80)  # fmt: skip
-    assert note.startswith("PrivateTest 66.55 % final, 66.00 % at best epoch; thesis 66.55 % "
-                           "(its best model)")  # fmt: skip
-    assert "+0.00 points" in note and "gap says little" not in note
+    assert note.startswith("PrivateTest 66.55 % vs thesis 66.55 % (+0.00)\n")
+    assert "(its best model): 66.55 %, +0.00 points" in note and "gap says little" not in note
     assert "65.82 %" in note  # the whole top 3 when no recipe matches
     assert describe.thesis_reference(full).rank == 2
 

@@ -220,8 +220,8 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
             note = run_tags["mlflow.note.content"]
             if run in trials:
                 private = 100 * metrics[mn.PRIVATE_FINAL]["value"]
-                assert note.startswith(f"PrivateTest {private:.2f} % final, ")
-                assert "thesis 66.55 % (its best model)" in note  # neither arm is a recipe
+                assert note.startswith(f"PrivateTest {private:.2f} % vs thesis 66.55 % (")
+                assert "(its best model): 66.55 %" in note  # neither arm is a thesis recipe
             else:
                 best = max(trials, key=lambda r: {m["key"]: m["value"] for m in r["data"][
                     "metrics"]}[mn.PUBLIC_BEST])  # fmt: skip
