@@ -8,10 +8,15 @@ BUDGET ?=
 JOBS   ?= 1
 ARGS   ?=
 DATA   ?=
+# BACKEND=jax (or torch) trains on that Keras backend instead of TensorFlow.
+BACKEND ?=
+ifneq ($(BACKEND),)
+export KERAS_BACKEND := $(BACKEND)
+endif
 SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint format ui best bench demo clean help docs-screenshots $(addprefix sweep-,$(SWEEPS))
+.PHONY: install test lint format ui best bench reproduce demo clean help docs-screenshots $(addprefix sweep-,$(SWEEPS))
 
 help:
 	@echo "make install            create .venv and install fer-sweep (editable) with its tools"
@@ -20,8 +25,10 @@ help:
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
-	@echo "make bench              the throughput benchmark"
+	@echo "make bench              the throughput benchmark (TensorFlow vs reference, and vs JAX)"
+	@echo "make reproduce          the thesis's top 3 at full length, 3 seeds (resumable; hours a run on a CPU)"
 	@echo "make docs-screenshots   screenshots of the MLflow UI (docs/img/) from mlruns/"
+	@echo "any target: BACKEND=jax to train on JAX (a GPU machine: see README)"
 	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1 (state in .services/)"
 	@echo "make services-stop      stop them (their data stays in .services/)"
 	@echo "make test-distributed   only the multi-worker test (real PostgreSQL + MLflow server)"
@@ -65,6 +72,9 @@ ui: $(STAMP)
 docs-screenshots: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[docs]'
 	$(PY) docs/screenshots.py --store mlruns $(ARGS)
+
+reproduce: $(STAMP)
+	$(PY) -m fer_sweep reproduce $(if $(DATA),--data $(DATA)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m fer_sweep bench $(if $(DATA),--data $(DATA)) $(ARGS)

@@ -6,10 +6,13 @@ One call measures, in one process:
 - training images/second at steady state (warm-up and tracing excluded), the thesis
   augmentation on, batch 64, for the reference (``model.fit`` on in-memory float32 arrays
   with Keras RandomRotation/RandomZoom/RandomFlip inside the model, float32) and for the
-  project's trainer exactly as a sweep trial builds it (``build_model``, ``compile_model``,
-  ``train_batches``, the config's precision); rounds alternate so both see the same load;
-- evaluation images/second the same way (``model.evaluate`` on float32 arrays versus
-  ``eval_batches``);
+  project's trainer exactly as a sweep trial builds it (``training_model``,
+  ``compile_model``, ``training_input``, the config's precision); rounds alternate so both
+  see the same load;
+- the same trainer on the JAX backend, in a second process that runs a round whenever this
+  one asks, so its rounds alternate with the TensorFlow ones (when JAX is installed);
+- evaluation images/second the same way (``model.evaluate`` on float32 arrays versus the
+  training model's evaluation inputs, as the trainer validates);
 - the orchestrator's per-trial overhead: a smoke trial run by a sweep worker (Optuna study,
   MLflow run, checkpoints, plots) minus the time spent inside training and evaluation.
 
@@ -78,7 +81,88 @@ def _tile(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, n
     return np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]
 
 
-def _alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, Any]:
+def _steps_per_epoch(dataset, config: TrainConfig) -> int:
+    # The schedule as a trial on the whole training split would have it.
+    return math.ceil(len(dataset.arrays("Training")[1]) / config.batch_size)
+
+
+def _project_fitter(dataset, config: TrainConfig, x_train, y_train):
+    """The trainer's model and input as a trial builds them; ``fit(steps, skip)`` -> images/s."""
+    from fer_sweep.pipeline import EpochBatches, training_input
+    from fer_sweep.train import compile_model, training_model
+
+    keras.config.set_dtype_policy(config.precision)
+    model = training_model(build_model(config), config)
+    compile_model(model, config, _steps_per_epoch(dataset, config))
+    keras.config.set_dtype_policy("float32")
+    data = training_input(EpochBatches(x_train, y_train, config, start_epoch=0))
+
+    def fit(steps: int, skip: int) -> float:
+        clock = _Clock(config.batch_size, skip)
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
+        return clock.rate()
+
+    return fit, model
+
+
+def serve_rounds() -> None:
+    """The second process of the backend comparison: one training round per stdin line.
+
+    Started by :func:`_compare_backends` with ``KERAS_BACKEND`` set and the benchmark's
+    settings as JSON in argv; prints ``ready`` once built, then one images/s per round.
+    """
+    import sys
+
+    from fer_sweep.backend import keep_tensorflow_out
+
+    keep_tensorflow_out()
+    opts = json.loads(sys.argv[1])
+    dataset = load_dataset(opts["data"])
+    config = load_config(preset=PRESET, arch=opts["arch"])
+    bs = config.batch_size
+    x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * opts["steps"] * bs))
+    fit, _ = _project_fitter(dataset, config, x_train, y_train)
+    print("ready", keras.backend.backend(), flush=True)
+    for _ in sys.stdin:
+        print(fit(opts["steps"], opts["skip"]), flush=True)
+
+
+def _compare_backends(data, arch, rounds, steps, skip, fit_tensorflow) -> dict[str, Any] | None:
+    """The trainer on JAX (second process) against TensorFlow (here), rounds alternating."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("jax") is None:
+        return None
+    opts = json.dumps({"data": str(data), "arch": arch, "steps": steps, "skip": skip})
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    cmd = [sys.executable, "-c", "from fer_sweep.bench import serve_rounds; serve_rounds()", opts]
+    with subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as jax_proc:  # fmt: skip
+        line = jax_proc.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the JAX benchmark process did not start: {line!r}")
+
+        def jax_round() -> float:
+            jax_proc.stdin.write("round\n")
+            jax_proc.stdin.flush()
+            return float(jax_proc.stdout.readline())
+
+        out = _alternate(
+            {"tensorflow": lambda: fit_tensorflow(steps, skip), "jax": jax_round},
+            rounds,
+            ratio=("jax", "tensorflow"),
+        )
+        jax_proc.stdin.close()
+    return out
+
+
+def _alternate(
+    variants: dict[str, Callable[[], float]],
+    rounds: int,
+    ratio: tuple[str, str] = ("project", "reference"),
+) -> dict[str, Any]:
     """Run each variant once per round, in turn; the first round is warm-up (tracing)."""
     seen: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(rounds + 1):
@@ -89,7 +173,8 @@ def _alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[st
     out: dict[str, Any] = {
         name: {"median": statistics.median(v), "rounds": v} for name, v in seen.items()
     }
-    out["ratio"] = out["project"]["median"] / out["reference"]["median"]
+    out["ratio"] = out[ratio[0]]["median"] / out[ratio[1]]["median"]
+    out["ratio_of"] = f"{ratio[0]}/{ratio[1]}"
     return out
 
 
@@ -149,6 +234,7 @@ def run_benchmark(
     rounds: int | None = None,
     steps: int | None = None,
     overhead: bool = True,
+    backends: bool = True,
 ) -> dict[str, Any]:
     """Measure data loading, training and evaluation throughput and the per-trial overhead.
 
@@ -160,6 +246,8 @@ def run_benchmark(
             None writes nothing.
         rounds, steps: override the number of measured rounds and the batches per round.
         overhead: also run a smoke trial through a sweep worker.
+        backends: also run the trainer on JAX in a second process (when JAX is installed),
+            alternating its rounds with this process's TensorFlow ones.
     """
     rounds = rounds or (3 if quick else 5)
     steps = steps or (12 if quick else 30)
@@ -188,38 +276,30 @@ def run_benchmark(
     result["data"] = {"parse_s": t1 - t0, "cache_load_s": t2 - t1, "rows": len(dataset)}
 
     # --- training and evaluation throughput ---------------------------------------------
-    from fer_sweep.pipeline import eval_batches, train_batches
-    from fer_sweep.train import compile_model
+    from fer_sweep.pipeline import eval_inputs
+    from fer_sweep.schedules import make_optimizer
 
     config = load_config(preset=PRESET, arch=arch)
     result["config"] = config.model_dump(mode="json")
     bs = config.batch_size
     x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * steps * bs))
     x_eval, y_eval = _tile(*dataset.arrays("PublicTest"), 8 * steps * bs)
-    # The schedule as a trial on the whole training split would have it.
-    steps_per_epoch = math.ceil(len(dataset.arrays("Training")[1]) / bs)
 
     keras.utils.clear_session(free_memory=True)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy("float32")
     reference = _reference_model(config)
-    from fer_sweep.schedules import make_optimizer
-
     reference.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
+        optimizer=make_optimizer(config, _steps_per_epoch(dataset, config)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=False,
     )
-    keras.config.set_dtype_policy(config.precision)
-    project = build_model(config)
-    compile_model(project, config, steps_per_epoch)
-    keras.config.set_dtype_policy("float32")
-
-    xf_train = x_train[..., None].astype("float32") / 255.0
-    xf_eval = x_eval[..., None].astype("float32") / 255.0
-    train_ds = train_batches(x_train, y_train, config).repeat()
-    eval_ds = eval_batches(x_eval, y_eval, config)
+    fit_project, project = _project_fitter(dataset, config, x_train, y_train)
+    # Raw pixels: the network rescales them itself (its first layer).
+    xf_train = x_train[..., None].astype("float32")
+    xf_eval = x_eval[..., None].astype("float32")
+    project_eval = eval_inputs(x_eval)
 
     def fit_reference() -> float:
         clock = _Clock(bs, skip)
@@ -227,26 +307,27 @@ def run_benchmark(
                       verbose=0, callbacks=[clock])  # fmt: skip
         return clock.rate()
 
-    def fit_project() -> float:
-        clock = _Clock(bs, skip)
-        project.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
-        return clock.rate()
-
     def timed(call: Callable[[], Any]) -> float:
         start = time.perf_counter()
         call()
         return len(x_eval) / (time.perf_counter() - start)
 
-    result["train"] = _alternate({"reference": fit_reference, "project": fit_project}, rounds)
+    result["train"] = _alternate(
+        {"reference": fit_reference, "project": lambda: fit_project(steps, skip)}, rounds
+    )
     result["eval"] = _alternate(
         {
             "reference": lambda: timed(
                 lambda: reference.evaluate(xf_eval, y_eval, batch_size=bs, verbose=0)
             ),
-            "project": lambda: timed(lambda: project.evaluate(eval_ds, verbose=0)),
+            "project": lambda: timed(
+                lambda: project.evaluate(project_eval, y_eval, batch_size=256, verbose=0)
+            ),
         },
         rounds,
     )
+    if backends and keras.backend.backend() == "tensorflow":
+        result["backends"] = _compare_backends(data, arch, rounds, steps, skip, fit_project)
     keras.utils.clear_session(free_memory=True)
 
     # --- orchestrator overhead ----------------------------------------------------------
@@ -290,6 +371,12 @@ def render(result: dict[str, Any]) -> str:
         f"{'eval, images/s (median)':<40}{ev['reference']['median']:>12.1f}"
         f"{ev['project']['median']:>12.1f}{ev['ratio']:>7.2f}x",
     ]
+    if result.get("backends"):
+        b = result["backends"]
+        lines.append(
+            f"{'train on JAX vs TensorFlow, images/s':<40}{b['tensorflow']['median']:>12.1f}"
+            f"{b['jax']['median']:>12.1f}{b['ratio']:>7.2f}x"
+        )
     if "overhead" in result:
         o = result["overhead"]
         lines += [
@@ -299,6 +386,10 @@ def render(result: dict[str, Any]) -> str:
             f"{'  % of the smoke trial':<40}{'':>12}{o['pct_of_smoke_trial']:>11.1f}%",
             f"{'  % of a quick trial (estimated)':<40}{'':>12}{o['pct_of_quick_trial']:>11.2f}%",
         ]
+    # One line per comparison in a fixed form for scripts: ratio <measure> <a>/<b> <value>.
+    for part in ("train", "eval", "backends"):
+        if result.get(part):
+            lines.append(f"ratio {part} {result[part]['ratio_of']} {result[part]['ratio']:.3f}")
     if "written_to" in result:
         lines.append(f"written to {result['written_to']}")
     return "\n".join(lines)

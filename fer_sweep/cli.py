@@ -382,7 +382,60 @@ def bench(
     print(render(result))
 
 
+@app.command()
+def reproduce(
+    recipe: Annotated[
+        list[str] | None, typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3 (repeat)")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
+    out: Annotated[Path, typer.Option(help="folder of the runs and the report")] = Path("results"),
+    epochs: Annotated[
+        int | None, typer.Option(help="shorter runs than the thesis's (not comparable)")
+    ] = None,
+    data: DataOpt = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="only rewrite the report from the runs")
+    ] = False,
+) -> None:
+    """Train the thesis's top 3 at full length over seeds, resumably, and write the report."""
+    import threading
+
+    from fer_sweep.reproduce import RECIPES, run_all, write_report
+
+    chosen = tuple(recipe or RECIPES)
+    for r in chosen:
+        if r not in RECIPES:
+            raise UserError(f"--recipe {r}: unknown (known: {', '.join(RECIPES)})")
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds {seeds!r}: expected comma-separated whole numbers") from None
+    if not seed_list or min(seed_list) < 0:
+        raise UserError(f"--seeds {seeds!r}: expected at least one seed >= 0")
+    out.mkdir(parents=True, exist_ok=True)
+
+    from fer_sweep.data import load_dataset
+    from fer_sweep.processes import graceful_interrupt
+    from fer_sweep.train import TrainingInterrupted
+
+    dataset = load_dataset(data)
+    if not report_only:
+        stop = threading.Event()
+        try:
+            with graceful_interrupt(stop):
+                run_all(dataset, out=out, recipes=chosen, seeds=seed_list, epochs=epochs,
+                        stop_event=stop)  # fmt: skip
+        except TrainingInterrupted as stopped:
+            write_report(out, dataset, seeds=seed_list)
+            print(f"{stopped}; the same command continues it", file=sys.stderr)
+            raise typer.Exit(130) from None
+    print(write_report(out, dataset, seeds=seed_list))
+
+
 def main(argv: list[str] | None = None) -> None:
+    from fer_sweep.backend import keep_tensorflow_out
+
+    keep_tensorflow_out()
     try:
         code = app(args=argv, standalone_mode=False)
     except UserError as err:

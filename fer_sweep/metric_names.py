@@ -17,6 +17,7 @@ from fer_sweep.data import EMOTIONS
 TRAIN_LOSS = "train/loss"
 TRAIN_ACCURACY = "train/accuracy"
 LEARNING_RATE = "train/learning_rate"
+EPOCH_SECONDS = "train/epoch_seconds"  # wall time of the epoch, its PublicTest pass included
 PUBLIC_LOSS = "PublicTest/loss"
 PUBLIC_ACCURACY = "PublicTest/accuracy"
 
@@ -26,6 +27,7 @@ FROM_KERAS: dict[str, str] = {
     "loss": TRAIN_LOSS,
     "accuracy": TRAIN_ACCURACY,
     "lr": LEARNING_RATE,
+    "epoch_seconds": EPOCH_SECONDS,
     "val_loss": PUBLIC_LOSS,
     "val_accuracy": PUBLIC_ACCURACY,
 }

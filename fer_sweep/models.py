@@ -57,16 +57,17 @@ def _act_bn(x, *, activation: str, bn_position: str, name: str):
 def build_model(config: TrainConfig) -> keras.Model:
     """Build the thesis network ``config.arch`` with the config's architecture knobs.
 
-    The model takes uint8-range or rescaled float images of shape (48, 48, 1) as the input
-    pipeline delivers them and ends in a 7-way softmax. Augmentation is not part of the model:
-    the trainer applies it in the input pipeline, so evaluation runs the bare network.
+    The model takes raw pixel values (0-255) of shape (48, 48, 1) and ends in a 7-way
+    softmax; the thesis's 1/255 rescaling (``config.rescale``) is its first layer, so a saved
+    model classifies images as the dataset stores them. Augmentation is not part of it: the
+    trainer wraps it in a training model that warps the batch first (see train.py).
     """
     arch = ARCHITECTURES[config.arch]
     init = config.initializer
     fc_reg = keras.regularizers.L2(config.fc_l2) if config.fc_l2 > 0 else None
     # Convs and FCs keep their biases even where BN follows: Table 5.3's counts include them.
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = inputs
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs) if config.rescale else inputs
     for b, channels in enumerate(arch.blocks, start=1):
         for c, filters in enumerate(channels, start=1):
             name = f"block{b}_conv{c}"

@@ -1,120 +1,113 @@
-"""The input pipeline: uint8 images in, batches of float images and labels out.
+"""The input pipeline: uint8 images in, training batches out, the same on every backend.
 
-Section 5.2's augmentation (rotation +-10 deg, zoom +-0.1 per axis, horizontal flip, "nearest"
-fill) runs on the training split only, in the tf.data pipeline rather than inside the model,
-so the network that is evaluated and checkpointed is the bare thesis network and augmentation
-of the next batches overlaps with the current training step.
+Every batch is a pure function of ``(seed, epoch, batch index)``: the shuffle order of an
+epoch and its augmentation draws come from NumPy generators keyed by ``(seed, epoch)``, so
+epoch ``k + 1`` of a run resumed after epoch ``k`` sees exactly the batches it would have
+seen without the interruption, on any backend. The batches carry the images as uint8 (a
+quarter of the bytes of float32 to move to an accelerator) and one affine map per image;
+the warp itself runs inside the training model (:class:`fer_sweep.augment.AffineAugment`).
 
-The three augmentations are one affine map per image (rotation x zoom x flip about the image
-centre), applied in a single ``ImageProjectiveTransformV3`` call per batch with bilinear
-interpolation, as Keras's RandomRotation/RandomZoom do, instead of three layers that each
-resample the batch. Its random draws are stateless, keyed by the run's seed and a per-batch
-key from a seeded random dataset, so the batches of a seed repeat exactly even though
-batches are augmented in parallel.
+On the TensorFlow backend :func:`training_input` wraps the same batches in a ``tf.data``
+generator with prefetching, so the next batch is assembled while the current one trains;
+other backends get a :class:`keras.utils.PyDataset`.
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from fer_sweep.augment import AFFINE_SIZE, draw_affine
 from fer_sweep.config import TrainConfig
 
-
-def augments(config: TrainConfig) -> bool:
-    """Whether ``config`` asks for any augmentation at all."""
-    return config.augment and (config.rotation > 0 or config.zoom > 0 or config.hflip)
+# Independent NumPy streams per (seed, epoch): one for the order, one for the draws.
+_SHUFFLE, _AUGMENT = 0, 1
 
 
-def affine_transforms(
-    batch: tf.Tensor | int, size: int, config: TrainConfig, seed: tf.Tensor
-) -> tf.Tensor:
-    """``(batch, 8)`` projective transforms, output pixel -> input pixel, one per image.
+def epoch_rng(seed: int, epoch: int, stream: int) -> np.random.Generator:
+    """The generator of one random stream of one epoch (0-based) of a run seeded ``seed``."""
+    return np.random.default_rng([seed, epoch, stream])
 
-    Each maps an output point ``p`` to ``c + R(theta) Z F (p - c)`` with ``c`` the image
-    centre, ``theta`` uniform in +-rotation degrees, ``Z = diag(zx, zy)`` with each factor
-    uniform in ``[1 - zoom, 1 + zoom]`` (drawn per axis, as Keras 2's ``zoom_range`` did) and
-    ``F`` a horizontal flip with probability 1/2. ``seed`` is a stateless-random seed, shape (2,).
+
+class EpochBatches:
+    """Training batches of a run: ``batch(i)`` is the i-th batch counted from ``start_epoch``.
+
+    An epoch is ``steps_per_epoch`` batches of ``batch_size`` images (the last one smaller),
+    in the epoch's own shuffled order.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    shape = tf.stack([batch])
-    rad = config.rotation * math.pi / 180.0 if config.augment else 0.0
-    z = config.zoom if config.augment else 0.0
-    theta = tf.random.stateless_uniform(shape, seeds[0], -rad, rad)
-    zoom = tf.random.stateless_uniform(tf.stack([batch, 2]), seeds[1], 1.0 - z, 1.0 + z)
-    if config.augment and config.hflip:
-        coin = tf.random.stateless_uniform(shape, seeds[2])
-        flip = tf.where(coin < 0.5, -1.0, 1.0)
-    else:
-        flip = tf.ones(shape)
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    zx, zy = zoom[:, 0] * flip, zoom[:, 1]
-    # [[a0 a1], [b0 b1]] = R(theta) @ diag(zx, zy); the offsets keep the centre fixed.
-    a0, a1 = cos * zx, -sin * zy
-    b0, b1 = sin * zx, cos * zy
-    c = (size - 1) / 2.0
-    a2 = c - a0 * c - a1 * c
-    b2 = c - b0 * c - b1 * c
-    zeros = tf.zeros(shape)
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, config: TrainConfig, *, start_epoch: int
+    ):
+        self.images = images[..., None] if images.ndim == 3 else images
+        self.labels = labels.astype("int32")
+        self.config = config
+        self.start_epoch = start_epoch
+        self.steps_per_epoch = math.ceil(len(labels) / config.batch_size)
+        self._epoch = -1
+        self._order = self._affine = None
+
+    def _prepare(self, epoch: int) -> None:
+        n, size = len(self.labels), self.images.shape[1]
+        self._order = epoch_rng(self.config.seed, epoch, _SHUFFLE).permutation(n)
+        self._affine = draw_affine(epoch_rng(self.config.seed, epoch, _AUGMENT), n, size,
+                                   self.config)  # fmt: skip
+        self._epoch = epoch
+
+    def batch(self, i: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        epoch, step = divmod(int(i), self.steps_per_epoch)
+        epoch += self.start_epoch
+        if epoch != self._epoch:
+            self._prepare(epoch)
+        b = self.config.batch_size
+        rows = self._order[step * b : (step + 1) * b]
+        # The k-th image of the epoch's order gets the k-th draw: positions, not image ids.
+        affine = self._affine[step * b : (step + 1) * b]
+        return {"image": self.images[rows], "affine": affine}, self.labels[rows]
 
 
-def augment_batch(images: tf.Tensor, config: TrainConfig, seed: tf.Tensor) -> tf.Tensor:
-    """Rotate, zoom and flip a float batch ``(n, h, w, 1)`` in one resampling pass."""
-    size = images.shape[1]
-    transforms = affine_transforms(tf.shape(images)[0], size, config, seed)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode=config.fill_mode.upper(),
+class _Batches(keras.utils.PyDataset):
+    """An endless PyDataset over :class:`EpochBatches` (fit's ``steps_per_epoch`` cuts it)."""
+
+    def __init__(self, source: EpochBatches) -> None:
+        super().__init__()
+        self.source = source
+
+    @property
+    def num_batches(self):
+        return None  # endless: the batch index keeps counting across epochs
+
+    def __getitem__(self, i):
+        return self.source.batch(i)
+
+
+def training_input(source: EpochBatches):
+    """What ``model.fit`` gets: a prefetching tf.data generator on TensorFlow, else a PyDataset.
+
+    Keras's own PyDataset-to-tf.data conversion guesses the batch shape from the first
+    batches and would refuse an epoch's smaller last batch; this one declares it.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return _Batches(source)
+    import itertools
+
+    import tensorflow as tf
+
+    size = source.images.shape[1:]
+    signature = (
+        {
+            "image": tf.TensorSpec((None, *size), tf.uint8),
+            "affine": tf.TensorSpec((None, AFFINE_SIZE), tf.float32),
+        },
+        tf.TensorSpec((None,), tf.int32),
     )
+    gen = (source.batch(i) for i in itertools.count())
+    return tf.data.Dataset.from_generator(lambda: gen, output_signature=signature).prefetch(2)
 
 
-def _as_float(images: tf.Tensor, rescale: bool) -> tf.Tensor:
-    x = tf.cast(images, "float32")
-    return x * (1.0 / 255.0) if rescale else x
-
-
-def train_batches(images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
-    """Shuffled, augmented, rescaled training batches; reshuffled every epoch from the seed."""
-    x = images[..., None]
-    ds = tf.data.Dataset.from_tensor_slices((x, labels.astype("int32")))
-    ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size)
-    if not augments(config):
-        return ds.map(
-            lambda xb, yb: (_as_float(xb, config.rescale), yb),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).prefetch(tf.data.AUTOTUNE)
-
-    # One stateless key per batch, new every epoch, the same sequence for the same seed.
-    keys = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
-
-    def transform(batch, key):
-        xb, yb = batch
-        seed = tf.stack([tf.constant(config.seed, tf.int64), key[0] ^ key[1]])
-        return augment_batch(_as_float(xb, config.rescale), config, seed), yb
-
-    ds = tf.data.Dataset.zip((ds, keys))
-    # Stateless draws make the result independent of which thread augments which batch.
-    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def eval_batches(
-    images: np.ndarray, labels: np.ndarray, config: TrainConfig, *, batch_size: int = 256
-) -> tf.data.Dataset:
-    """Rescaled, unaugmented batches in file order (PublicTest and PrivateTest)."""
-    x = images[..., None]
-    ds = tf.data.Dataset.from_tensor_slices((x, labels.astype("int32"))).batch(batch_size)
-    ds = ds.map(
-        lambda xb, yb: (_as_float(xb, config.rescale), yb),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+def eval_inputs(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Evaluation inputs for the training model: the images and (ignored) identity maps."""
+    x = images[..., None] if images.ndim == 3 else images
+    return {"image": x, "affine": np.zeros((len(x), AFFINE_SIZE), "float32")}

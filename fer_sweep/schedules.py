@@ -30,7 +30,7 @@ def step_iteration_boundaries(config: TrainConfig, steps_per_epoch: int) -> list
     except ValueError:
         raise UserError(
             f"a step schedule with {len(config.step_boundaries)} drop(s) needs more than "
-            f"{total} updates: use more epochs, more images or a smaller batch"
+            f"{total} update(s): use more epochs, more images or a smaller batch"
         ) from None
     return [u - 1 for u in firsts]  # u is the first update at the lower rate
 

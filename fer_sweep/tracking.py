@@ -41,11 +41,10 @@ from fer_sweep.errors import UserError, first_line
 from fer_sweep.runs import TrackedRun
 from fer_sweep.settings import is_local
 from fer_sweep.train import (
-    BEST_WEIGHTS,
-    CHECKPOINT_DIR,
     TrainingInterrupted,
     TrainResult,
     checkpoint_epoch,
+    checkpoint_path,
     train,
 )
 
@@ -149,7 +148,7 @@ class CheckpointUploader(keras.callbacks.Callback):
 
     def upload(self) -> None:
         epoch = checkpoint_epoch(self.workdir)
-        folder = self.workdir / CHECKPOINT_DIR
+        folder = checkpoint_path(self.workdir)
         if epoch <= self.uploaded_epoch or not folder.is_dir():
             return
         client, run_id = self.run.client, self.run.id
@@ -190,8 +189,8 @@ def fetch_checkpoint(client: MlflowClient, run_id: str, workdir: Path) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             local = Path(client.download_artifacts(run_id, path, tmp))
-            shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-            local.rename(workdir / CHECKPOINT_DIR)
+            shutil.rmtree(checkpoint_path(workdir), ignore_errors=True)
+            local.rename(checkpoint_path(workdir))
     except Exception as err:  # noqa: BLE001 - no checkpoint means starting over, not failing
         print(f"warning: could not fetch run {run_id}'s checkpoint ({first_line(err)}); "
               "starting from epoch 1", file=sys.stderr)  # fmt: skip
@@ -285,19 +284,6 @@ def final_metrics(result: TrainResult) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def result_files(result: TrainResult) -> dict[str, Path]:
-    """The files the trainer produced, by their artifact path (files or whole folders).
-
-    The one place that knows the trainer's file names, until the result lists its own.
-    """
-    work = result.workdir
-    return {
-        f"{CHECKPOINTS}/final.keras": work / "final.keras",
-        f"{CHECKPOINTS}/{BEST_WEIGHTS}": work / BEST_WEIGHTS,
-        f"{CHECKPOINTS}/last": work / CHECKPOINT_DIR,
-    }
-
-
 def log_result(run: TrackedRun, result: TrainResult) -> None:
     """Final metrics, the confusion matrices, learning curves and the model files of a run.
 
@@ -323,7 +309,11 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
         plot_curves(result.history, out / "learning_curves.png")
         (out / "history.json").write_text(json.dumps(result.history))
         run.safely("evaluation artifacts", client.log_artifacts, run_id, tmp, "evaluation")
-    for artifact, local in result_files(result).items():
+    if result.private_at_epochs:
+        at_epochs = [Metric(names.PRIVATE_AT_EPOCH, acc, now, epoch)
+                     for epoch, acc in sorted(result.private_at_epochs.items())]  # fmt: skip
+        run.safely("PrivateTest at report_epochs", client.log_batch, run_id, metrics=at_epochs)
+    for artifact, local in result.files.items():
         folder, _, name = artifact.rpartition("/")
         if local.is_dir():
             run.safely(artifact, client.log_artifacts, run_id, str(local), artifact)

@@ -40,7 +40,8 @@ def test_data_check_prints_the_real_counts(real_data_path):
 
 
 def test_train_a_short_run_and_rank_it(tmp_path, fer_csv):
-    out = fer("train", "--preset", "thesis-top1", "--epochs", 1, "--subset", 60,
+    # 60 images are one batch: three epochs give the step schedule's three rates one each.
+    out = fer("train", "--preset", "thesis-top1", "--epochs", 3, "--subset", 60,
               "--data", fer_csv, "--no-progress", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "PrivateTest final" in out.stdout
@@ -49,11 +50,18 @@ def test_train_a_short_run_and_rank_it(tmp_path, fer_csv):
     # (here the finished one: nothing left to train, the run is evaluated and closed again).
     again = fer("train", "--resume", run_id, "--data", fer_csv, "--no-progress", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.split()[-1] == run_id and "epochs 1 " in again.stdout
+    assert again.stdout.split()[-1] == run_id and "epochs 3 " in again.stdout
     # Tests isolate the store with FER_SWEEP_STORE; a plain `train` tracks into it.
     best = fer("best", "--format", "markdown", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     assert "No finished trial yet." in best.stdout and "66.55" in best.stdout
+
+
+def test_a_step_schedule_without_an_update_per_rate_is_one_line(tmp_path, fer_csv):
+    out = fer("train", "--preset", "thesis-top1", "--epochs", 1, "--subset", 60,
+              "--data", fer_csv, "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "step schedule with 2 drop(s) needs more than 1 update(s)" in out.stderr
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path):

@@ -32,8 +32,8 @@ def test_bn_position_orders_the_layers():
     after = _kinds(build_model(load_config(bn_position="after")))
     before = _kinds(build_model(load_config(bn_position="before")))
     none = _kinds(build_model(load_config(bn_position="none")))
-    assert after[1:4] == ["Conv2D", "Activation", "BatchNormalization"]
-    assert before[1:4] == ["Conv2D", "BatchNormalization", "Activation"]
+    assert after[1:5] == ["Rescaling", "Conv2D", "Activation", "BatchNormalization"]
+    assert before[2:5] == ["Conv2D", "BatchNormalization", "Activation"]
     assert "BatchNormalization" not in none
     # BN position does not change what is trained, only the order.
     assert trainable_parameters(build_model(load_config(bn_position="before"))) == 587_175
@@ -46,6 +46,13 @@ def test_dropout_rates_per_block_and_fc():
     assert [v for k, v in rates.items() if k.startswith("fc")] == [0.8, 0.8]
     off = build_model(load_config(conv_dropout=0.0, fc_dropout=0.0))
     assert not any(isinstance(lyr, keras.layers.Dropout) for lyr in off.layers)
+
+
+def test_the_network_rescales_raw_pixels_itself():
+    model = build_model(load_config())
+    assert isinstance(model.layers[1], keras.layers.Rescaling) and model.layers[1].scale == 1 / 255
+    unscaled = build_model(load_config(rescale=False))
+    assert not any(isinstance(lyr, keras.layers.Rescaling) for lyr in unscaled.layers)
 
 
 def test_l2_only_on_fc_layers_and_initializer():

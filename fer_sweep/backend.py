@@ -1,0 +1,35 @@
+"""The Keras backend a process trains on, and keeping TensorFlow out where it is not used.
+
+Keras 3 imports TensorFlow whenever it is installed, whatever the backend, only to seed it
+and to recognise its types when saving a model. Under JAX or torch that costs seconds of
+start-up and a second framework's threads and memory in every worker, and on a GPU machine
+without TensorFlow the code must not need it anyway. So a process on another backend hides
+TensorFlow from itself: Keras then sees it as not installed and goes on without it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+
+import keras
+
+
+def name() -> str:
+    """The backend Keras runs on: tensorflow, jax, torch or numpy."""
+    return keras.backend.backend()
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "tensorflow" or fullname.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"{fullname} is kept out under the {name()} backend")
+        return None
+
+
+def keep_tensorflow_out() -> None:
+    """On a backend other than TensorFlow, make ``import tensorflow`` fail in this process."""
+    if name() == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _NoTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoTensorFlow())

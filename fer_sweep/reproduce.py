@@ -1,0 +1,301 @@
+"""The thesis's top 3 at full length, several seeds each, and the report beside Table 5.7.
+
+``python -m fer_sweep reproduce`` trains each chosen preset (``thesis-top1/2/3``: 80, 80 and
+100 epochs) with each chosen seed through the project's own trainer, one run after another.
+Every run lives in its own folder under ``OUT/work/`` and checkpoints after every epoch, so
+the same command continues where it stopped -- after a Ctrl-C, a crash, or in a later
+session that has the folder (the checkpoints are small enough to commit). After each run,
+and with ``--report-only`` at any time, it writes from what is on disk:
+
+- ``OUT/thesis-reproduction.csv``: one row per recipe and seed (finished or not);
+- ``OUT/thesis-reproduction.md``: per recipe and seed the PrivateTest accuracy at the final
+  epoch (Table 5.7's number) and at the best-PublicTest epoch, mean and standard deviation
+  over seeds against the thesis, hardware, backend, wall time per epoch, and the top-3
+  ensemble (one model per recipe, same seed) with and without flip TTA;
+- ``OUT/thesis-reproduction-curves.png``: the learning curves of every run.
+
+Only measured numbers are written: a run that has not finished shows how far it got.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fer_sweep.config import TrainConfig, load_config
+from fer_sweep.data import Dataset
+from fer_sweep.thesis import TOP3
+
+RECIPES = ("thesis-top1", "thesis-top2", "thesis-top3")
+THESIS_PRIVATE = {f"thesis-top{t.rank}": t.private_accuracy for t in TOP3}
+REPORT = "thesis-reproduction.md"
+TABLE = "thesis-reproduction.csv"
+FIGURE = "thesis-reproduction-curves.png"
+RESULT_FILE = "result.json"  # a finished run's numbers, beside its checkpoint
+
+
+def run_config(recipe: str, seed: int, epochs: int | None = None) -> TrainConfig:
+    """The preset as the thesis ran it, with ``seed`` and a checkpoint after every epoch."""
+    return load_config(preset=recipe, seed=seed, epochs=epochs, checkpoint_every=1)
+
+
+def workdir(out: Path, recipe: str, seed: int) -> Path:
+    return Path(out) / "work" / f"{recipe}-seed{seed}"
+
+
+def run_all(
+    dataset: Dataset,
+    *,
+    out: Path,
+    recipes: tuple[str, ...] = RECIPES,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    epochs: int | None = None,
+    stop_event: threading.Event | None = None,
+    progress: bool = True,
+) -> None:
+    """Train every (recipe, seed) that has not finished, writing the report after each."""
+    from fer_sweep.progress import EpochProgress
+    from fer_sweep.train import train
+
+    for recipe in recipes:
+        for seed in seeds:
+            folder = workdir(out, recipe, seed)
+            if (folder / RESULT_FILE).exists():
+                continue
+            config = run_config(recipe, seed, epochs)
+            steps = math.ceil(int((dataset.split == 0).sum()) / config.batch_size)
+            bar = [EpochProgress(config.epochs, steps)] if progress else []
+            result = train(config, dataset, workdir=folder, callbacks=bar, stop_event=stop_event)
+            (folder / RESULT_FILE).write_text(json.dumps(_result_record(result), indent=1))
+            write_report(out)
+
+
+def _result_record(result) -> dict:
+    return {
+        "config": result.config.model_dump(mode="json"),
+        "epochs_trained": result.epochs_trained,
+        "best_epoch": result.best_epoch,
+        "public_best": result.best_val_accuracy,
+        "public_final": result.final_val_accuracy,
+        "private_final": result.test_final.accuracy,
+        "private_at_best_epoch": result.test_best.accuracy,
+        "history": result.history,
+        "backend": _backend(),
+        "hardware": _hardware(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _backend() -> str:
+    import keras
+
+    return f"keras {keras.__version__}, {keras.backend.backend()}"
+
+
+def _hardware() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores, {model or platform.processor() or platform.machine()}"
+
+
+@dataclass
+class Row:
+    recipe: str
+    seed: int
+    status: str  # finished | stopped after epoch k of n | shortened to n epochs | not run yet
+    epochs_done: int
+    epochs: int
+    private_final: float | None  # percent
+    private_at_best_epoch: float | None  # percent
+    best_epoch: int | None
+    public_best: float | None  # percent
+    seconds_per_epoch: float | None  # median over the run's epochs
+    backend: str
+    hardware: str
+
+
+def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
+    """One row per recipe and seed from the run folders (finished, partial or absent)."""
+    rows = []
+    for recipe in recipes:
+        epochs = run_config(recipe, 0).epochs
+        for seed in seeds:
+            folder = workdir(out, recipe, seed)
+            if (folder / RESULT_FILE).exists():
+                r = json.loads((folder / RESULT_FILE).read_text())
+                ran = r["config"]["epochs"]
+                status = "finished" if ran == epochs else f"shortened to {ran} epochs"
+                rows.append(Row(recipe, seed, status, r["epochs_trained"], ran,
+                                100 * r["private_final"], 100 * r["private_at_best_epoch"],
+                                r["best_epoch"], 100 * r["public_best"],
+                                _median(r["history"].get("epoch_seconds")), r["backend"],
+                                r["hardware"]))  # fmt: skip
+                continue
+            state = _checkpoint_state(folder)
+            if state is None:
+                rows.append(Row(recipe, seed, "not run yet", 0, epochs, None, None, None, None,
+                                None, "", ""))  # fmt: skip
+                continue
+            done, ran = state["epoch"], _checkpoint_config(folder)["epochs"]
+            rows.append(Row(recipe, seed, f"stopped after epoch {done} of {ran}", done, ran,
+                            None, None, state["best_epoch"] or None,
+                            100 * state["best_val_accuracy"] if done else None,
+                            _median(state["history"].get("epoch_seconds")), "", ""))  # fmt: skip
+    return rows
+
+
+def _checkpoint(folder: Path) -> dict | None:
+    from fer_sweep.train import STATE_FILE, checkpoint_path
+
+    path = checkpoint_path(folder) / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _checkpoint_state(folder: Path) -> dict | None:
+    payload = _checkpoint(folder)
+    return payload["state"] if payload else None
+
+
+def _checkpoint_config(folder: Path) -> dict:
+    return _checkpoint(folder)["config"]
+
+
+def _median(values) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _ensembles(out: Path, dataset: Dataset | None, seeds) -> list[tuple[int, float, float, str]]:
+    """(seed, accuracy, accuracy with flip TTA, length) of the three recipes' final models,
+    in %; length says whether all three ran the thesis's epochs."""
+    from fer_sweep.ensemble import ensemble_report
+    from fer_sweep.train import FINAL_MODEL
+
+    if dataset is None:
+        return []
+    images, labels = dataset.arrays("PrivateTest")
+    found = []
+    for seed in seeds:
+        models = [workdir(out, r, seed) / FINAL_MODEL for r in RECIPES]
+        if all((workdir(out, r, seed) / RESULT_FILE).exists() for r in RECIPES):
+            plain = ensemble_report(models, images, labels).accuracy
+            tta = ensemble_report(models, images, labels, tta=True).accuracy
+            full = all(
+                json.loads((workdir(out, r, seed) / RESULT_FILE).read_text())["config"]["epochs"]
+                == run_config(r, seed).epochs
+                for r in RECIPES
+            )
+            found.append((seed, 100 * plain, 100 * tta, "full" if full else "shortened"))
+    return found
+
+
+def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> Path:
+    """Write the CSV, the Markdown report and the curves figure from the run folders."""
+    out = Path(out)
+    rows = collect(out, seeds=seeds)
+    with (out / TABLE).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(Row.__dataclass_fields__)
+        for r in rows:
+            w.writerow([getattr(r, k) for k in Row.__dataclass_fields__])
+    _plot_curves(out, rows)
+    lines = [
+        "# The thesis's top 3, reproduced at full length",
+        "",
+        "Written by `python -m fer_sweep reproduce` from the run folders under `work/`; "
+        "accuracies in percent on the whole PrivateTest split (3,589 images), each run on all "
+        "28,709 training images with the preset's own length (80 / 80 / 100 epochs). "
+        '"final" is the last epoch\'s weights (Table 5.7\'s number); "at best epoch" the '
+        "weights of the epoch with the best PublicTest accuracy.",
+        "",
+        "| recipe | seed | status | PrivateTest final | PrivateTest at best epoch | best epoch "
+        "| PublicTest best | s / epoch | backend | hardware |",
+        # (only "finished" rows ran the thesis's length; they alone are compared below)
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.recipe} | {r.seed} | {r.status} | {_fmt(r.private_final)} | "
+            f"{_fmt(r.private_at_best_epoch)} | {_fmt(r.best_epoch, 'd')} | "
+            f"{_fmt(r.public_best)} | {_fmt(r.seconds_per_epoch, '.0f')} | {r.backend or '-'} "
+            f"| {r.hardware or '-'} |"
+        )
+    lines += ["", "## Against the thesis (mean and standard deviation over finished seeds)", "",
+              "| recipe | thesis | seeds finished | PrivateTest final, mean +- sd | ours - thesis "
+              "| PrivateTest at best epoch, mean +- sd |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for recipe in RECIPES:
+        done = [r for r in rows if r.recipe == recipe and r.status == "finished"]
+        final = [r.private_final for r in done]
+        best = [r.private_at_best_epoch for r in done]
+        thesis = THESIS_PRIVATE[recipe]
+        diff = f"{statistics.mean(final) - thesis:+.2f}" if final else "-"
+        lines.append(f"| {recipe} | {thesis:.2f} | {len(done)} | {_spread(final)} | {diff} | "
+                     f"{_spread(best)} |")  # fmt: skip
+    ens = _ensembles(out, dataset, seeds)
+    lines += ["", "## Top-3 ensemble (softmax mean of the three recipes' final models)", ""]
+    if ens:
+        lines += ["| seed | members' length | PrivateTest | with flip TTA |", "|---|---|---|---|"]
+        lines += [f"| {s} | {n} | {a:.2f} | {t:.2f} |" for s, a, t, n in ens]
+    else:
+        lines.append("Not run yet: it needs all three recipes finished with the same seed.")
+    lines += ["", f"![learning curves]({FIGURE})", ""]
+    (out / REPORT).write_text("\n".join(lines))
+    return out / REPORT
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (one seed)"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+
+
+def _plot_curves(out: Path, rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for r in rows:
+        history = _history(out, r)
+        if not history:
+            continue
+        epochs = range(1, len(history["accuracy"]) + 1)
+        label = f"{r.recipe} seed {r.seed}"
+        axes[0].plot(epochs, history["val_accuracy"], label=label)
+        axes[1].plot(epochs, history["accuracy"], label=label)
+    for ax, title in zip(axes, ("PublicTest accuracy", "training accuracy"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / FIGURE, dpi=90)
+    plt.close(fig)
+
+
+def _history(out: Path, r: Row) -> dict | None:
+    folder = workdir(out, r.recipe, r.seed)
+    if (folder / RESULT_FILE).exists():
+        return json.loads((folder / RESULT_FILE).read_text())["history"]
+    state = _checkpoint_state(folder)
+    return state["history"] if state and state["epoch"] else None
