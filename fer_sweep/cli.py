@@ -305,7 +305,20 @@ def best(
     top: Annotated[int, typer.Option(min=1, help="how many trials")] = 3,
     study: Annotated[str | None, typer.Option(help="one study (default: all)")] = None,
     format: Annotated[str, typer.Option(help="table | markdown | csv | json")] = "table",
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble",
+            help="also evaluate the top trials' mean softmax on "
+            "PrivateTest once and record it in MLflow (needs --study and --data)",
+        ),
+    ] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="with --ensemble: average each image with its mirror")
+    ] = False,
+    data: DataOpt = None,
     storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Rank finished trials by PublicTest accuracy, beside the thesis's top 3."""
     from fer_sweep.ranking import rank_trials, render
@@ -313,8 +326,27 @@ def best(
 
     if format not in ("table", "markdown", "csv", "json"):
         raise UserError(f"--format {format}: unknown format (known: table, markdown, csv, json)")
-    settings = _settings(storage=storage)
-    print(render(rank_trials(open_storage(settings), study=study, top=top), format))
+    if tta and not ensemble:
+        raise UserError("--tta applies to --ensemble; add --ensemble")
+    if ensemble and study is None:
+        raise UserError("--ensemble needs --study: an ensemble is of one study's trials")
+    settings = _settings(storage=storage, tracking_uri=tracking_uri)
+    rdb = open_storage(settings)
+    ranking = rank_trials(rdb, study=study, top=top)
+    print(render(ranking, format))
+    if ensemble:
+        import optuna
+
+        from fer_sweep.data import load_dataset
+        from fer_sweep.ensemble import evaluate_top_trials
+        from fer_sweep.tracking import connect
+
+        client = connect(settings.tracking_uri)
+        dataset = load_dataset(data)
+        loaded = optuna.load_study(study_name=study, storage=rdb)
+        result = evaluate_top_trials(client, loaded, ranking.groups[0].rows, dataset, tta=tta,
+                                     artifact_root=settings.artifact_root)  # fmt: skip
+        print(result.describe())
 
 
 @app.command()

@@ -151,3 +151,16 @@ def test_bad_set_value_is_one_line(tmp_path, synthetic_csv):
 
 def test_unknown_study_in_best_is_one_line(tmp_path):
     assert_one_line_error(run_cli("best", "--study", "nope", cwd=tmp_path), "nope")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("best", "--tta"), "--ensemble"),
+        (("best", "--ensemble"), "--study"),
+        (("reproduce", "--recipe", "thesis-top9"), "thesis-top9"),
+        (("reproduce", "--seeds", "0,x"), "--seeds"),
+    ],
+)
+def test_ensemble_and_reproduce_options_are_checked_first(tmp_path, args, words):
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), words)

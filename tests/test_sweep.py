@@ -117,6 +117,24 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert csv_text.splitlines()[0].startswith("source,budget,rank,study")
     assert len(csv_text.splitlines()) == 1 + 3 + 3
 
+    # best --ensemble: the trials' logged final models, evaluated once on their PrivateTest.
+    # An ensemble of one is that trial: the loaded model, the split and the scoring all agree.
+    from fer_sweep.data import load_dataset
+    from fer_sweep.ensemble import ROLE_TAG, evaluate_top_trials
+
+    dataset = load_dataset(fer_csv)
+    alone = evaluate_top_trials(client, study, rows[:1], dataset)
+    assert alone.report.accuracy == pytest.approx(rows[0].private_final)
+    assert alone.images == 60
+    three = evaluate_top_trials(client, study, rows, dataset, tta=True)
+    assert three.trials == [r.trial for r in rows] and 0.0 <= three.report.accuracy <= 1.0
+    run = client.get_run(three.run_id)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert run.info.status == "FINISHED" and run.data.tags[ROLE_TAG] == "ensemble"
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.metrics[names.PRIVATE_FINAL] == pytest.approx(three.report.accuracy)
+    assert "flip TTA" in run.info.run_name and "%" in run.data.tags["mlflow.note.content"]
+
 
 DIVERGE_AND_PRUNE = """
 name: rough
