@@ -43,6 +43,7 @@ METRIC_MEANINGS: dict[str, str] = {
     mn.TRAIN_LOSS: "Training split, each epoch: cross-entropy on the augmented batches",
     mn.TRAIN_ACCURACY: "Training split, each epoch: accuracy on the augmented batches",
     mn.LEARNING_RATE: "the optimizer's learning rate at the end of each epoch",
+    mn.EPOCH_SECONDS: "wall-clock seconds of each epoch, its PublicTest pass included",
     mn.PUBLIC_LOSS: "PublicTest (validation), each epoch: cross-entropy",
     mn.PUBLIC_ACCURACY: "PublicTest (validation), each epoch: accuracy; selects epochs and trials",
     mn.PUBLIC_BEST: "the best epoch's PublicTest accuracy: the sweep's objective",
@@ -256,7 +257,8 @@ _CHART_SECTIONS: tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...] = (
     ("PrivateTest", True, (("BAR", mn.PRIVATE_FINAL), ("BAR", mn.PRIVATE_AT_BEST),
                            ("LINE", mn.PRIVATE_AT_EPOCH))),
     ("train", True, (("LINE", mn.TRAIN_ACCURACY), ("LINE", mn.TRAIN_LOSS),
-                     ("LINE", mn.LEARNING_RATE), ("BAR", mn.TRAIN_BEST))),
+                     ("LINE", mn.LEARNING_RATE), ("BAR", mn.TRAIN_BEST),
+                     ("LINE", mn.EPOCH_SECONDS))),
     *(
         (f"PrivateTest_per_class/{which}", False,
          tuple(("BAR", mn.per_class(which, e)) for e in EMOTIONS))
