@@ -40,6 +40,7 @@ RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
 RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for it)
 HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
 PREVIOUS_RUN = "previous_run_id"  # the latest earlier attempt's MLflow run: its checkpoint
+FRESH = "fer_sweep.fresh_start"  # system attribute: retries count again from this attempt
 
 # Beyond this many points a discrete space is treated as endless (no exhaustion check).
 MAX_ENUMERATED_POINTS = 100_000

@@ -43,7 +43,8 @@ def run_sweep(
     client = connect(settings.tracking_uri)
     study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout)
     plan = plan_of(study)
-    # Attempts that a hard stop left undecided are queued here, once, before workers start.
+    # Undecided attempts and configurations that failed in an earlier run are queued here,
+    # once, before any worker starts.
     settle_all(study, settings.max_retries)
     parent = study_run(client, study, settings.artifact_root)
     describe_study(client, study, parent)

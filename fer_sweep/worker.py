@@ -41,6 +41,7 @@ from fer_sweep.samplers import make_pruner, make_sampler
 from fer_sweep.settings import Settings
 from fer_sweep.space import SweepSpec, suggest, trial_config_values
 from fer_sweep.study import (
+    FRESH,
     HISTORY,
     OUTCOME,
     PREVIOUS_RUN,
@@ -182,17 +183,20 @@ def worker_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 # --- writing decisions --------------------------------------------------------------------
 
 
-def requeue(study: optuna.Study, lineage: Sequence[FrozenTrial]) -> None:
+def requeue(study: optuna.Study, lineage: Sequence[FrozenTrial], *, fresh: bool = False) -> None:
     """Queue the configuration of ``lineage`` again, as a retry of its first attempt.
 
     Only what belongs to the configuration is written: its params, its lineage and the
-    latest MLflow run to resume from; never an attempt's outcome.
+    latest MLflow run to resume from; never an attempt's outcome. ``fresh`` gives it its
+    retries anew (a later invocation tries a configuration that failed before).
     """
     last = lineage[-1]
     system_attrs: dict[str, Any] = {
         RETRY_OF: root_of(last),
         HISTORY: [t.number for t in lineage],
     }
+    if fresh:
+        system_attrs[FRESH] = True
     if "fixed_params" in last.system_attrs:
         system_attrs["fixed_params"] = last.system_attrs["fixed_params"]
     runs = [t.user_attrs.get(RUN_ID) or t.user_attrs.get(PREVIOUS_RUN) for t in lineage]
@@ -208,8 +212,11 @@ def requeue(study: optuna.Study, lineage: Sequence[FrozenTrial]) -> None:
     )
 
 
-def settle(study: optuna.Study, number: int, max_retries: int) -> Step | None:
-    """Decide what becomes of trial ``number``'s configuration, and queue it if it goes on.
+def settle(
+    study: optuna.Study, number: int, max_retries: int, *, rearm: bool = False
+) -> Step | None:
+    """Decide what becomes of trial ``number``'s configuration, and queue it if it goes on
+    (``rearm``: also when it has used up its retries, with its retries anew).
 
     None when there is nothing to decide (the lineage's latest attempt is not a failure of
     its own, or it was skipped).
@@ -221,24 +228,30 @@ def settle(study: optuna.Study, number: int, max_retries: int) -> Step | None:
     lineage = lineages(trials)[root_of(mine)]
     if lineage[-1].number != number:
         return None  # already queued again (by another worker's look at it)
-    outcomes = [outcome_of_trial(t) for t in lineage]
+    # Retries are counted from the latest fresh start (see settle_all).
+    start = max((i for i, t in enumerate(lineage) if t.system_attrs.get(FRESH)), default=0)
+    outcomes = [outcome_of_trial(t) for t in lineage[start:]]
     if outcomes[-1] is None:
         return None
     step = next_step(outcomes, max_retries)
     if step in (Step.RESUME, Step.RETRY):
         requeue(study, lineage)
+    elif step is Step.GIVE_UP and rearm:
+        requeue(study, lineage, fresh=True)
     return step
 
 
 def settle_all(study: optuna.Study, max_retries: int) -> int:
-    """Settle every configuration whose latest attempt failed and was never decided (a worker
-    stopped at once by a second Ctrl-C, or killed between its attempt and its decision).
-    Returns how many were queued again. Run it from one process, before workers start."""
+    """At the start of a sweep (or ``study create``), from one process before workers start:
+    queue again what a worker stopped at once (a second Ctrl-C, a kill between an attempt
+    and its decision) left undecided, and each configuration that failed for good in an
+    earlier invocation, with its retries anew: re-running a sweep completes it. Diverged
+    configurations stay failed (they would diverge again). Returns how many were queued."""
     queued = 0
     for lin in lineages(study.get_trials(deepcopy=False)).values():
         if lin[-1].state == TrialState.FAIL:
-            step = settle(study, lin[-1].number, max_retries)
-            queued += step in (Step.RESUME, Step.RETRY)
+            step = settle(study, lin[-1].number, max_retries, rearm=True)
+            queued += step in (Step.RESUME, Step.RETRY, Step.GIVE_UP)
     return queued
 
 

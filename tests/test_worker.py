@@ -335,3 +335,23 @@ def test_timeout_bounds_one_invocation_and_a_timeout_alone_is_enough(tmp_path, s
     assert plan.n_trials is None and plan.timeout == 3600  # --timeout 5 is not the study's
     assert Worker(loaded, plan, FakeRunner(), max_retries=1, deadline=time.time() - 1).run() == 0
     assert Worker(loaded, plan, FakeRunner(), max_retries=1, max_trials=3).run() == 3
+
+
+def test_a_rerun_gives_a_configuration_that_failed_for_good_its_retries_anew(
+    tmp_path, settings, storage
+):
+    spec = spec_of(tmp_path, GRID, "grid")
+    study = create_or_resume(spec, settings, n_trials=2, storage=storage)
+
+    def script(attempt, n):
+        diverges = attempt.params["dropout"] == "b"
+        return AttemptReport(Outcome.DIVERGED if diverges else Outcome.ERROR, reason="x")
+
+    broken = FakeRunner(script)
+    assert worker(study, broken).run() == 3  # "a" and its one retry; "b" diverges
+    assert worker(study, broken).run() == 0  # within a run, a failure is final
+    # The next sweep (or study create) tries "a" again with its retry, not "b".
+    assert settle_all(study, 1) == 1
+    assert worker(study, FakeRunner()).run() == 1
+    states = [(t.params["dropout"], t.state.name) for t in study.trials]
+    assert states == [("a", "FAIL"), ("b", "FAIL"), ("a", "FAIL"), ("a", "COMPLETE")]
