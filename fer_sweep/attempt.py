@@ -168,6 +168,8 @@ class TrainingRunner(Runner):
         attrs = {k: v for k, v in final_metrics(result).items()
                  if not names.is_per_class(k)}  # fmt: skip
         attrs[RESUMED_FROM_EPOCH] = result.resumed_from_epoch
+        if result.private_at_epochs:  # report_epochs: {epoch: accuracy}, keys as JSON wants
+            attrs[names.PRIVATE_AT_EPOCH] = {str(e): a for e, a in result.private_at_epochs.items()}
         if run.errors:
             # The result is safe here; say in the study what MLflow is missing.
             attrs[MLFLOW_ERRORS] = "; ".join(run.errors)[:500]

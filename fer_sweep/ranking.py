@@ -216,6 +216,8 @@ def _head(report: tuple[str, ...]) -> list[str]:
 def _reported(name: str, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, dict):  # PrivateTest at each of the report_epochs
+        return ", ".join(f"epoch {e}: {_pct(value[e])}" for e in sorted(value, key=int))
     if name in (names.BEST_EPOCH, names.EPOCHS_TRAINED):
         return str(int(value))
     return _pct(value)

@@ -112,11 +112,11 @@ def test_nothing_finished_yet_still_shows_the_thesis():
 
 REPORTING = """
 name: report
-base: {arch: C, epochs: 2}
+base: {arch: C, epochs: 2, report_epochs: [1]}
 space:
   fc_dropout: {type: categorical, choices: [0.0, 0.5]}
 sampler: grid
-report: [train/accuracy_best, best_epoch]
+report: [train/accuracy_best, best_epoch, PrivateTest/accuracy_at_epoch]
 default_budget: smoke
 """
 
@@ -125,7 +125,8 @@ def test_a_studys_report_metrics_are_shown_beside_never_ranked_by(tmp_path):
     class TrainAccuracy(Runner):
         def run(self, attempt, trial):
             public = 0.3 + attempt.config.fc_dropout / 10
-            attrs = {names.TRAIN_BEST: 0.9 - attempt.config.fc_dropout, names.BEST_EPOCH: 2.0}
+            attrs = {names.TRAIN_BEST: 0.9 - attempt.config.fc_dropout, names.BEST_EPOCH: 2.0,
+                     names.PRIVATE_AT_EPOCH: {"1": 0.25}}  # fmt: skip
             return AttemptReport(Outcome.COMPLETE, value=public, attrs=attrs)
 
     storage = optuna.storages.InMemoryStorage()
@@ -137,8 +138,8 @@ def test_a_studys_report_metrics_are_shown_beside_never_ranked_by(tmp_path):
     ranking = rank_trials(storage, study="report-smoke")
     assert [r.reported[names.TRAIN_BEST] for r in ranking.groups[0].rows] == [0.4, 0.9]
     markdown = render(ranking, "markdown")
-    assert "| train/accuracy_best | best_epoch | MLflow run |" in markdown
-    assert "| 40.00 | 2 |" in markdown
+    assert "| train/accuracy_best | best_epoch | PrivateTest/accuracy_at_epoch | MLflow" in markdown
+    assert "| 40.00 | 2 | epoch 1: 25.00 |" in markdown
     assert json.loads(render(ranking, "json"))["groups"][0]["trials"][1][names.TRAIN_BEST] == 0.9
     rows = list(csv.reader(io.StringIO(render(ranking, "csv"))))
     assert len({len(r) for r in rows}) == 1

@@ -19,7 +19,7 @@ from fer_sweep.tracking import (
     connect,
     fetch_checkpoint,
 )
-from fer_sweep.train import CHECKPOINT_DIR, STATE_FILE, checkpoint_epoch
+from fer_sweep.train import STATE_FILE, checkpoint_epoch, checkpoint_path
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ class Flaky:
 
 
 def write_checkpoint(workdir, epoch):
-    folder = workdir / CHECKPOINT_DIR
+    folder = checkpoint_path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.keras").write_text(f"model after epoch {epoch}")
     (folder / "best.weights.h5").write_text(f"best weights up to epoch {epoch}")
@@ -82,7 +82,7 @@ def test_an_upload_killed_between_files_leaves_the_last_whole_checkpoint(
     # A retry on a machine with an empty disk gets epoch 1 whole: its model with its state.
     fresh = tmp_path / "retry"
     assert fetch_checkpoint(client, run_id, fresh) == 1
-    assert (fresh / CHECKPOINT_DIR / "model.keras").read_text() == "model after epoch 1"
+    assert (checkpoint_path(fresh) / "model.keras").read_text() == "model after epoch 1"
     assert checkpoint_epoch(fresh) == 1
 
     # The next complete upload moves the pointer and removes the superseded folder.
@@ -96,7 +96,7 @@ def test_an_upload_killed_between_files_leaves_the_last_whole_checkpoint(
     }
     again = tmp_path / "retry-2"
     assert fetch_checkpoint(client, run_id, again) == 3
-    assert (again / CHECKPOINT_DIR / "model.keras").read_text() == "model after epoch 3"
+    assert (checkpoint_path(again) / "model.keras").read_text() == "model after epoch 3"
 
 
 def test_a_tracking_error_with_an_empty_message_does_not_stop_training():
