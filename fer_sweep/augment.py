@@ -127,18 +127,21 @@ class AffineAugment(keras.layers.Layer):
     """Casts images to float32 and, in training only, warps them by the given affine maps.
 
     Its inputs are the image batch and the ``(n, 6)`` maps from :func:`draw_affine`; at
-    inference the maps are ignored, so the network after it sees the images unchanged.
+    inference the maps are ignored, so the network after it sees the images unchanged. A run
+    without augmentation builds it with ``enabled=False``: its maps would all be the identity,
+    so the warp is skipped rather than computed.
     """
 
-    def __init__(self, fill_mode: str = "nearest", **kwargs) -> None:
+    def __init__(self, fill_mode: str = "nearest", enabled: bool = True, **kwargs) -> None:
         # float32 whatever the policy: the warp's coordinates need the precision.
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.fill_mode = fill_mode
+        self.enabled = enabled
 
     def call(self, images, affine, training=None):
         images = ops.cast(images, "float32")
-        if not training:
+        if not (training and self.enabled):
             return images
         return warp(images, ops.cast(affine, "float32"), self.fill_mode)
 
@@ -146,4 +149,4 @@ class AffineAugment(keras.layers.Layer):
         return images_shape
 
     def get_config(self):
-        return {**super().get_config(), "fill_mode": self.fill_mode}
+        return {**super().get_config(), "fill_mode": self.fill_mode, "enabled": self.enabled}

@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_sweep.augment import AffineAugment
+from fer_sweep.augment import AffineAugment, augments
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import Dataset, stratified_subset
 from fer_sweep.errors import UserError
@@ -124,7 +124,7 @@ def training_model(net: keras.Model, config: TrainConfig) -> keras.Model:
     """``net`` behind the augmentation warp: inputs ``image`` (uint8) and ``affine``."""
     image = keras.Input(INPUT_SHAPE, dtype="uint8", name="image")
     affine = keras.Input((6,), name="affine")
-    x = AffineAugment(config.fill_mode, name="augment")(image, affine)
+    x = AffineAugment(config.fill_mode, enabled=augments(config), name="augment")(image, affine)
     return keras.Model({"image": image, "affine": affine}, net(x), name=f"train_{net.name}")
 
 

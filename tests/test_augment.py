@@ -98,6 +98,8 @@ def test_the_layer_warps_in_training_only():
     np.testing.assert_array_equal(plain, images.astype("float32"))
     warped = keras.ops.convert_to_numpy(layer(images, affine, training=True))
     assert np.abs(warped - images).mean() > 0.1
+    off = keras.ops.convert_to_numpy(AffineAugment(enabled=False)(images, affine, training=True))
+    np.testing.assert_array_equal(off, images.astype("float32"))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="compares with TensorFlow")

@@ -81,7 +81,7 @@ class _StopAt(keras.callbacks.Callback):
 @pytest.mark.parametrize("schedule", ["step", "reduce_on_plateau"])
 def test_a_resumed_run_continues_the_uninterrupted_one(fer_dataset, tmp_path, schedule):
     # A patience of 1 makes the plateau schedule act within 4 epochs, so its counters matter.
-    cfg = _config(epochs=4, schedule=schedule, plateau_patience=1, step_factor=0.5)
+    cfg = _config(epochs=4, schedule=schedule, plateau_patience=1, step_factor=0.5, subset=128)
     whole = train(cfg, fer_dataset, workdir=tmp_path / "whole")
 
     stop = threading.Event()
@@ -103,7 +103,8 @@ def test_a_resumed_run_continues_the_uninterrupted_one(fer_dataset, tmp_path, sc
             keras.models.load_model(d / "checkpoint" / "model.keras").optimizer.iterations))
         for d in (tmp_path / "whole", tmp_path / "cut")
     ]  # fmt: skip
-    steps = math.ceil(len(fer_dataset.arrays("Training")[1]) / cfg.batch_size)
+    n_train = min(cfg.subset, len(fer_dataset.arrays("Training")[1]))
+    steps = math.ceil(n_train / cfg.batch_size)
     assert iters == [4 * steps, 4 * steps]
 
 
