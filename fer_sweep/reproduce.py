@@ -40,6 +40,7 @@ REPORT = "thesis-reproduction.md"
 TABLE = "thesis-reproduction.csv"
 FIGURE = "thesis-reproduction-curves.png"
 RESULT_FILE = "result.json"  # a finished run's numbers, beside its checkpoint
+SESSIONS_FILE = "sessions.json"  # where and on what each start or resume of a run trained
 
 
 def run_config(recipe: str, seed: int, epochs: int | None = None) -> TrainConfig:
@@ -71,11 +72,29 @@ def run_all(
             if (folder / RESULT_FILE).exists():
                 continue
             config = run_config(recipe, seed, epochs)
+            _note_session(folder)
             steps = math.ceil(int((dataset.split == 0).sum()) / config.batch_size)
             bar = [EpochProgress(config.epochs, steps)] if progress else []
             result = train(config, dataset, workdir=folder, callbacks=bar, stop_event=stop_event)
             (folder / RESULT_FILE).write_text(json.dumps(_result_record(result), indent=1))
             write_report(out)
+
+
+def _note_session(folder: Path) -> None:
+    """Append this start (or resume) of a run: when, from which epoch, backend, hardware."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SESSIONS_FILE
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    state = _checkpoint_state(folder)
+    sessions.append({"started": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "from_epoch": state["epoch"] if state else 0,
+                     "backend": _backend(), "hardware": _hardware()})  # fmt: skip
+    path.write_text(json.dumps(sessions, indent=1))
+
+
+def _last_session(folder: Path) -> dict:
+    path = folder / SESSIONS_FILE
+    return json.loads(path.read_text())[-1] if path.exists() else {}
 
 
 def _result_record(result) -> dict:
@@ -151,10 +170,12 @@ def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
                                 None, "", ""))  # fmt: skip
                 continue
             done, ran = state["epoch"], _checkpoint_config(folder)["epochs"]
+            last = _last_session(folder)
             rows.append(Row(recipe, seed, f"stopped after epoch {done} of {ran}", done, ran,
                             None, None, state["best_epoch"] or None,
                             100 * state["best_val_accuracy"] if done else None,
-                            _median(state["history"].get("epoch_seconds")), "", ""))  # fmt: skip
+                            _median(state["history"].get("epoch_seconds")),
+                            last.get("backend", ""), last.get("hardware", "")))  # fmt: skip
     return rows
 
 
@@ -223,7 +244,10 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         "accuracies in percent on the whole PrivateTest split (3,589 images), each run on all "
         "28,709 training images with the preset's own length (80 / 80 / 100 epochs). "
         '"final" is the last epoch\'s weights (Table 5.7\'s number); "at best epoch" the '
-        "weights of the epoch with the best PublicTest accuracy.",
+        'weights of the epoch with the best PublicTest accuracy. "s / epoch" is the median '
+        "wall time of an epoch (its PublicTest pass included) on the hardware named, which "
+        "may have been shared with other work; each run's `work/*/sessions.json` lists every "
+        "start and resume.",
         "",
         "| recipe | seed | status | PrivateTest final | PrivateTest at best epoch | best epoch "
         "| PublicTest best | s / epoch | backend | hardware |",

@@ -1,10 +1,20 @@
 """The reproduction runner and its report, on a small slice with 1-epoch runs."""
 
 import csv
+import json
 
 import pytest
 
-from fer_sweep.reproduce import FIGURE, REPORT, TABLE, collect, run_all, write_report
+from fer_sweep.reproduce import (
+    FIGURE,
+    REPORT,
+    SESSIONS_FILE,
+    TABLE,
+    collect,
+    run_all,
+    workdir,
+    write_report,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +30,9 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
         assert 0 <= ran.private_final <= 100 and 0 <= ran.private_at_best_epoch <= 100
         assert ran.seconds_per_epoch > 0 and "CPU" in ran.hardware
         assert rows[(recipe, 1)].status == "not run yet"
+
+    sessions = json.loads((workdir(tmp_path, "thesis-top1", 0) / SESSIONS_FILE).read_text())
+    assert [s["from_epoch"] for s in sessions] == [0] and "tensorflow" in sessions[0]["backend"]
 
     # Finished runs are skipped: a second call trains nothing and leaves the numbers alone.
     before = (tmp_path / TABLE).read_text()
