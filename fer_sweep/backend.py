@@ -10,14 +10,34 @@ TensorFlow from itself: Keras then sees it as not installed and goes on without 
 from __future__ import annotations
 
 import importlib.abc
+import json
+import os
 import sys
-
-import keras
+from pathlib import Path
 
 
 def name() -> str:
-    """The backend Keras runs on: tensorflow, jax, torch or numpy."""
-    return keras.backend.backend()
+    """The backend Keras runs on (or will): tensorflow, jax, torch or numpy.
+
+    Resolved the way Keras resolves it (``KERAS_BACKEND``, else ``keras.json`` in
+    ``KERAS_HOME`` or ``~/.keras``, else TensorFlow) but without importing Keras, because
+    importing it is what pulls TensorFlow in, and commands such as ``sweep --plan`` must stay
+    light.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen:
+        return chosen
+    home = os.environ.get("KERAS_HOME")
+    if home is None:
+        base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+        home = str(base / ".keras")
+    try:
+        config = json.loads((Path(home).expanduser() / "keras.json").read_text())
+    except (OSError, ValueError):
+        return "tensorflow"
+    return str(config.get("backend") or "tensorflow") if isinstance(config, dict) else "tensorflow"
 
 
 class _NoTensorFlow(importlib.abc.MetaPathFinder):
