@@ -19,8 +19,9 @@ from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag
 
 from fer_sweep import metric_names as mn
+from fer_sweep import thesis
 from fer_sweep.data import EMOTIONS, SPLITS, Dataset
-from fer_sweep.space import SweepSpec
+from fer_sweep.space import SweepSpec, choice_text, choices_text
 from fer_sweep.thesis import TOP3, ThesisResult
 
 NOTE = "mlflow.note.content"
@@ -102,39 +103,14 @@ def source_tags(command: str) -> dict[str, str]:
 # --- a trial: its name, its choices, its note ----------------------------------------------
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def trial_run_name(number: int, choices: dict[str, Any]) -> str:
     """``t04 dropout=0.8 FC only``: the trial number and what its sampler chose."""
-    chosen = "; ".join(f"{name}={_value(value)}" for name, value in choices.items())
-    return f"t{number:02d} {chosen}".rstrip()
+    return f"t{number:02d} {choices_text(choices)}".rstrip()
 
 
 def choice_tags(choices: dict[str, Any]) -> dict[str, str]:
     """One tag per sampled choice (named arms by their label), for columns and legends."""
-    return {f"{CHOICE_TAG_PREFIX}{name}": _value(value) for name, value in choices.items()}
-
-
-# The config keys that make a recipe; epochs and subset are the budget's, the rest is plumbing.
-_RECIPE_IGNORES = frozenset(
-    {"epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs"}
-)
-
-
-def thesis_reference(config) -> ThesisResult | None:
-    """The thesis's top-3 model with this config's recipe (budget aside), if there is one."""
-    from fer_sweep.config import load_config
-
-    ours = {k: v for k, v in config.model_dump().items() if k not in _RECIPE_IGNORES}
-    for ref in TOP3:
-        theirs = load_config(preset=f"thesis-top{ref.rank}").model_dump()
-        if all(theirs[k] == v for k, v in ours.items()):
-            return ref
-    return None
+    return {f"{CHOICE_TAG_PREFIX}{name}": choice_text(value) for name, value in choices.items()}
 
 
 def study_summary(study_name: str, best, complete: int) -> str:
@@ -174,7 +150,7 @@ def trial_note(
     The first line is what the runs table's Description column shows (its first 50
     characters).
     """
-    ref = thesis_reference(config)
+    ref = thesis.reference(config)
     target = ref or TOP3[0]
     gap = 100.0 * private_final - target.private_accuracy
     who = f"its {_rank_word(ref.rank)} model, same recipe" if ref else "its best model"

@@ -8,7 +8,7 @@
   labelled: at the final epoch (what the thesis's Table 5.7 reports) and at the
   best-PublicTest epoch.
 - "Ours minus thesis" is computed only for a trial whose config is one of the thesis's three
-  recipes (:data:`fer_sweep.config.PRESETS`), trained as long as the thesis trained it, on
+  recipes (:func:`fer_sweep.thesis.reference`), trained as long as the thesis trained it, on
   the whole PrivateTest split: recipe with recipe, never rank with rank.
 
 Accuracies are fractions under the names of :mod:`fer_sweep.metric_names` in JSON, and
@@ -27,15 +27,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fer_sweep import metric_names as names
-from fer_sweep.config import TrainConfig, load_config, make_config
+from fer_sweep.config import TrainConfig, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.space import expand, trial_config_values, trial_label
 from fer_sweep.study import RUN_ID, StudyPlan, plan_of
-from fer_sweep.thesis import TOP3, ThesisResult
-
-# Config keys that say how long, on what and how a run is kept, not which recipe it is.
-NOT_RECIPE = ("epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs",
-              "step_boundaries", "step_unit")  # fmt: skip
+from fer_sweep.thesis import TOP3, ThesisResult, reference
 
 
 @dataclass
@@ -89,25 +85,10 @@ class Ranking:
     thesis: list[tuple[ThesisResult, Ranked | None]]  # each thesis model and our same recipe
 
 
-def recipe_of(config: TrainConfig) -> dict[str, Any]:
-    """What makes two configs the same recipe: everything but length, data size and
-    bookkeeping; step drops as fractions of the run, however they were written."""
-    values = {k: v for k, v in config.model_dump().items() if k not in NOT_RECIPE}
-    if config.schedule == "step":
-        as_fraction = config.step_unit == "fraction"
-        values["step_fractions"] = tuple(
-            round(b if as_fraction else b / config.epochs, 6) for b in config.step_boundaries
-        )
-    return values
-
-
-THESIS_RECIPES = {ref.rank: recipe_of(load_config(preset=f"thesis-top{ref.rank}")) for ref in TOP3}
-
-
 def thesis_recipe(config: TrainConfig) -> int | None:
     """The thesis's rank (1-3) whose recipe ``config`` is, or None."""
-    mine = recipe_of(config)
-    return next((rank for rank, recipe in THESIS_RECIPES.items() if recipe == mine), None)
+    ref = reference(config)
+    return None if ref is None else ref.rank
 
 
 def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:

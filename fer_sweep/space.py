@@ -32,6 +32,8 @@ __all__ = [
     "grid_points",
     "suggest",
     "trial_config_values",
+    "choice_text",
+    "choices_text",
     "trial_label",
 ]
 
@@ -285,20 +287,24 @@ def arms(spec: SweepSpec) -> list[dict[str, Any]]:
     return [dict(t) for t in spec.trials]
 
 
+def choice_text(value: Any) -> str:
+    """One chosen value as runs and tables show it: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def choices_text(choices: Mapping[str, Any]) -> str:
+    """``dropout=0.8 FC only; lr=0.0001235``: what was chosen, in the given order."""
+    return "; ".join(f"{name}={choice_text(value)}" for name, value in choices.items())
+
+
 def trial_label(spec: SweepSpec, params: Mapping[str, Any]) -> str:
     """A trial in words: ``name=value`` for each sampled parameter it has, in file order,
     e.g. ``dropout=0.8 FC only`` or ``arch=A; setup=lr 0.1 no decay (Fig. 5.10)``.
 
-    Fixed parameters are left out (every trial has them); floats keep 4 significant digits.
+    Fixed parameters are left out (every trial has them).
     """
-    parts = []
-    for name, param in spec.params.items():
-        if param.type == "fixed" or name not in params:
-            continue
-        value = params[name]
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        parts.append(f"{name}={shown}")
-    return "; ".join(parts)
+    sampled = {n: params[n] for n, p in spec.params.items() if p.type != "fixed" and n in params}
+    return choices_text(sampled)
 
 
 def distributions(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:

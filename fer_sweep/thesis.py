@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fer_sweep.config import TrainConfig
 
 # Trainable parameters per architecture (BN gamma/beta included, BN statistics not):
 # exact for the layouts of Tables 5.1-5.3, and the thesis's rounded figure beside them.
@@ -40,3 +45,35 @@ TOP3: tuple[ThesisResult, ...] = (
     ThesisResult(2, 64, "Adam, step 1e-3/1e-4/1e-5 (40/20/20 ep)", "0.25 conv, 0.5 FC", 80, 65.88),
     ThesisResult(3, 128, "Adam lr 0.1, time decay 0.001", "0.25 conv, 0.5 FC", 100, 65.82),
 )
+
+
+# Config keys that say how long, on what and how a run is kept, not which recipe it is.
+NOT_RECIPE = ("epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs",
+              "step_boundaries", "step_unit")  # fmt: skip
+
+
+def recipe_of(config: TrainConfig) -> dict[str, Any]:
+    """What makes two configs the same recipe: everything but length, data size and
+    bookkeeping; step drops as fractions of the run, however they were written."""
+    values = {k: v for k, v in config.model_dump().items() if k not in NOT_RECIPE}
+    if config.schedule == "step":
+        as_fraction = config.step_unit == "fraction"
+        values["step_fractions"] = tuple(
+            round(b if as_fraction else b / config.epochs, 6) for b in config.step_boundaries
+        )
+    return values
+
+
+@cache
+def _recipes() -> dict[int, dict[str, Any]]:
+    # Built on first use: the presets live in config, which must not be imported at start-up
+    # by the light commands that only need the numbers above.
+    from fer_sweep.config import load_config
+
+    return {ref.rank: recipe_of(load_config(preset=f"thesis-top{ref.rank}")) for ref in TOP3}
+
+
+def reference(config: TrainConfig) -> ThesisResult | None:
+    """The thesis's top-3 model whose recipe ``config`` trains (whatever its budget), or None."""
+    mine = recipe_of(config)
+    return next((TOP3[rank - 1] for rank, recipe in _recipes().items() if recipe == mine), None)

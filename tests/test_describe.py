@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fer_sweep import describe
+from fer_sweep import describe, thesis
 from fer_sweep import metric_names as mn
 from fer_sweep.config import load_config
 from fer_sweep.data import Dataset
@@ -62,11 +62,11 @@ def test_a_trial_is_named_and_tagged_by_what_was_chosen():
 
 def test_the_thesis_reference_is_the_same_recipe_whatever_the_budget():
     top1 = load_config(preset="thesis-top1", epochs=2, subset=300)
-    assert describe.thesis_reference(top1).private_accuracy == 66.55
+    assert thesis.reference(top1).private_accuracy == 66.55
     top3 = load_config(preset="thesis-top3")
-    assert describe.thesis_reference(top3).rank == 3
+    assert thesis.reference(top3).rank == 3
     other = load_config(preset="thesis-top1", overrides=["fc_dropout=0.8"])
-    assert describe.thesis_reference(other) is None
+    assert thesis.reference(other) is None
 
 
 def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
@@ -84,7 +84,7 @@ def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
     assert note.startswith("PrivateTest 66.55 % vs thesis 66.55 % (+0.00)\n")
     assert "(its best model): 66.55 %, +0.00 points" in note and "gap says little" not in note
     assert "65.82 %" in note  # the whole top 3 when no recipe matches
-    assert describe.thesis_reference(full).rank == 2
+    assert thesis.reference(full).rank == 2
 
 
 def test_the_study_note_says_the_question_and_every_metric(spec):
