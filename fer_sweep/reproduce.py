@@ -261,6 +261,7 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
             f"{_fmt(r.public_best)} | {_fmt(r.seconds_per_epoch, '.0f')} | {r.backend or '-'} "
             f"| {r.hardware or '-'} |"
         )
+    lines += ["", "## What is left, and why", ""] + _left(rows)
     lines += ["", "## Against the thesis (mean and standard deviation over finished seeds)", "",
               "| recipe | thesis | seeds finished | PrivateTest final, mean +- sd | ours - thesis "
               "| PrivateTest at best epoch, mean +- sd |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -282,6 +283,32 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
     lines += ["", f"![learning curves]({FIGURE})", ""]
     (out / REPORT).write_text("\n".join(lines))
     return out / REPORT
+
+
+def _left(rows: list[Row]) -> list[str]:
+    """Each unfinished run with what its own measured pace says it still needs.
+
+    Estimates use the run's median epoch time, or else the median over all runs measured so
+    far; hardware that trains faster (a GPU: see the README's Backends section) needs less.
+    """
+    paces = [r.seconds_per_epoch for r in rows if r.seconds_per_epoch]
+    typical = statistics.median(paces) if paces else None
+    lines = []
+    for r in rows:
+        if r.status == "finished":
+            continue
+        if r.status.startswith("shortened"):
+            lines.append(f"- {r.recipe} seed {r.seed}: {r.status}, so not compared with the "
+                         "thesis; a full-length run needs its own folder.")  # fmt: skip
+            continue
+        left = r.epochs - r.epochs_done
+        pace = r.seconds_per_epoch or typical
+        need = f"about {left * pace / 3600:.1f} h at {pace:.0f} s an epoch" if pace else "-"
+        where = f" on {r.hardware}" if r.hardware else ""
+        verb = "continues" if r.epochs_done else "starts"
+        lines.append(f"- {r.recipe} seed {r.seed}: {r.status}; {left} epochs left, {need}"
+                     f"{where}. `reproduce` {verb} it.")  # fmt: skip
+    return lines or ["Nothing: every chosen run finished at the thesis's length."]
 
 
 def _spread(values: list[float]) -> str:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import statistics
 
 import pytest
 
@@ -41,6 +42,14 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
 
     report = write_report(tmp_path, fer_dataset, seeds=(0,)).read_text()
     assert report == (tmp_path / REPORT).read_text() and (tmp_path / FIGURE).stat().st_size > 0
+    # What is left is said with its reason: shortened runs are not comparable.
+    assert "- thesis-top3 seed 0: shortened to 1 epochs, so not compared" in report
+    # A seed never started is estimated from the pace the other runs measured.
+    with_seed1 = write_report(tmp_path, fer_dataset, seeds=(0, 1)).read_text()
+    pace = statistics.median(r.seconds_per_epoch for r in collect(tmp_path, seeds=(0,)))
+    assert (f"- thesis-top3 seed 1: not run yet; 100 epochs left, about "
+            f"{100 * pace / 3600:.1f} h at {pace:.0f} s an epoch.") in with_seed1  # fmt: skip
+    report = write_report(tmp_path, fer_dataset, seeds=(0,)).read_text()
     assert "| thesis-top1 | 66.55 | 0 | - | - | - |" in report  # no full-length run yet
     ensemble = next(line for line in report.splitlines() if line.startswith("| 0 | shortened"))
     plain, tta = (float(v) for v in ensemble.strip("|").split("|")[2:4])
