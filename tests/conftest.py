@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import gzip
 import os
+import shutil
 from pathlib import Path
 
 # pytest-xdist runs one test process per core: each, and what it starts, trains on one thread,
@@ -76,12 +77,34 @@ def fer_csv(request: pytest.FixtureRequest, synthetic_csv: Path) -> Path:
     return synthetic_csv
 
 
+@pytest.fixture(scope="session")
+def _empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its schema and nothing else, made once per test process."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own mlruns/ (MLflow and Optuna), never the user's."""
-    monkeypatch.setenv("FER_SWEEP_STORE", str(tmp_path / "mlruns"))
+def _isolated_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every test gets its own mlruns/ (MLflow and Optuna), never the user's.
+
+    It starts with a copy of an empty MLflow database: creating one runs MLflow's schema
+    migrations (about 5 s), which every test and every subprocess would otherwise repeat.
+    Experiments name their own artifact folder, so a copy is as good as a new database.
+    Tests marked ``fresh_store`` start with no mlruns/ at all.
+    """
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("FER_SWEEP_STORE", str(store))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("FER_SWEEP_STORAGE", raising=False)
+    if request.node.get_closest_marker("fresh_store") is None:
+        store.mkdir()
+        shutil.copyfile(request.getfixturevalue("_empty_mlflow_db"), store / "mlflow.db")
 
 
 @pytest.fixture(scope="session")

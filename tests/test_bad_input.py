@@ -130,6 +130,7 @@ SWEEP_CASES = {
 }
 
 
+@pytest.mark.fresh_store
 @pytest.mark.parametrize("case", list(SWEEP_CASES))
 def test_bad_sweep_file_is_refused_before_training(tmp_path, case, synthetic_csv):
     space, extra, expected = SWEEP_CASES[case]

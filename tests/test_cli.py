@@ -1,5 +1,7 @@
 """The command line as a user runs it: ``python -m fer_sweep ...`` in a subprocess."""
 
+import importlib.util
+import os
 import subprocess
 import sys
 
@@ -55,6 +57,36 @@ def test_train_a_short_run_and_rank_it(tmp_path, fer_csv):
     best = fer("best", "--format", "markdown", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     assert "No finished trial yet." in best.stdout and "66.55" in best.stdout
+
+
+# The CLI in a fresh interpreter that reports afterwards whether TensorFlow was ever loaded.
+_CLI_THEN_MODULES = """
+import sys
+from fer_sweep.cli import main
+try:
+    main(sys.argv[1:])
+    code = 0
+except SystemExit as stop:
+    code = stop.code
+print("# tensorflow loaded:", "tensorflow" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax (the jax extra)")
+def test_train_on_jax_runs_without_tensorflow(tmp_path, fer_csv):
+    # The issue's command; the synthetic set (70 Training images, no real data beside the repo)
+    # needs a smaller batch to give the step schedule an update per rate.
+    small = [] if "slice" in fer_csv.name else ["--set", "batch_size=16"]
+    args = ["train", "--preset", "thesis-top1", "--epochs", "1", "--subset", "300", *small,
+            "--data", str(fer_csv), "--no-progress"]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", _CLI_THEN_MODULES, *args], capture_output=True,
+                         text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "PrivateTest final" in out.stdout
+    assert out.stdout.rstrip().endswith("# tensorflow loaded: False"), out.stdout[-2000:]
 
 
 def test_a_step_schedule_without_an_update_per_rate_is_one_line(tmp_path, fer_csv):

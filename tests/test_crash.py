@@ -1,6 +1,7 @@
-"""Crashes for real: SIGKILL mid-trial, one and two Ctrl-C, a diverging trial, stores that are
-down or go away. Every sweep runs as a subprocess of the real CLI on a tiny grid (60 images
-per split, 4 epochs, a checkpoint every epoch) with a 1 s heartbeat and a 5 s grace period.
+"""Crashes for real: SIGKILL mid-trial, one and two Ctrl-C, stores that are down or go away
+(a diverging trial: test_sweep.py, in process). Every sweep runs as a subprocess of the real
+CLI on a tiny grid (60 images per split, 4 epochs, a checkpoint every epoch) with a 1 s
+heartbeat and a 5 s grace period.
 """
 
 from __future__ import annotations
@@ -242,21 +243,6 @@ def test_second_ctrl_c_exits_at_once_and_both_stores_stay_usable(tmp_path, spec,
     ranking = subprocess.run([sys.executable, "-m", "fer_sweep", "best", "--study", STUDY],
                              capture_output=True, text=True, env=env(), timeout=300)  # fmt: skip
     assert ranking.returncode == 0, ranking.stderr
-
-
-def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, fer_csv, cleanup):
-    # SGD at lr 1e30 turns the weights into inf within the first epoch on any data.
-    lr = "lr: {type: categorical, choices: [1.0e+30, 1.0e-3]}"
-    spec = write_spec(tmp_path, base="optimizer: sgd", space=lr, epochs=2)
-    cli = sweep(tmp_path, spec, fer_csv)
-    cleanup.append(cli)
-    assert cli.wait(600) == 0, cli.output
-    assert "trial 0 diverged: training loss became nan in epoch 1" in cli.output
-    diverged, fine = trials()
-    assert diverged.state == TrialState.FAIL and diverged.user_attrs["outcome"] == "diverged"
-    assert fine.state == TrialState.COMPLETE
-    run = run_of(diverged)
-    assert run.info.status == "FAILED" and run.data.tags["fer_sweep.end_reason"] == "diverged"
 
 
 @pytest.mark.parametrize("store", ["storage", "tracking"])

@@ -153,10 +153,12 @@ default_budget: tiny
 """
 
 
-def test_a_diverging_trial_fails_alone_and_a_pruned_trial_keeps_its_curve(tmp_path, fer_csv):
+def test_a_diverging_trial_fails_alone_and_a_pruned_trial_keeps_its_curve(tmp_path, fer_csv, capfd):
     spec = _write(tmp_path, DIVERGE_AND_PRUNE, "rough")
     counts = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
     assert counts["fail"] == 1 and counts["pruned"] == 1
+    said = capfd.readouterr()
+    assert "diverged: training loss became nan in epoch" in said.out + said.err
 
     study = optuna.load_study(study_name="rough-tiny", storage=_storage())
     failed = study.get_trials(states=(TrialState.FAIL,))[0]
