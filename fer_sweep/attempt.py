@@ -97,7 +97,7 @@ class TrainingRunner(Runner):
     ) -> TrainingRunner:
         """Connect to MLflow, load the data and reopen the study's run (RUNNING)."""
         client = connect(settings.tracking_uri)
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, cache_dir=settings.cache_dir)
         parent = study_run(client, study, settings.artifact_root)
         set_study_run_status(client, parent, "RUNNING")
         try:  # the study's dataset is its trials' (MLflow keeps one input per run and dataset)

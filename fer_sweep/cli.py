@@ -137,7 +137,7 @@ def train(
         except Exception:  # noqa: BLE001 - MLflow raises its own types for a bad id
             raise UserError(f"--resume {resume}: no such MLflow run") from None
         cfg = config_from_run(client, resume)
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, cache_dir=settings.cache_dir)
     command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
                         *(["--config", str(config)] if config else [])])  # fmt: skip
     stop = threading.Event()
@@ -221,7 +221,8 @@ def sweep(
     from fer_sweep.sweep import run_sweep
 
     data_path = resolve_data_path(data)
-    load_dataset(data_path)  # parse and cache once here, before workers race to do it
+    # Parse and cache once here, before workers race to do it.
+    load_dataset(data_path, cache_dir=settings.cache_dir)
     run_sweep(
         spec,
         settings,
@@ -342,7 +343,7 @@ def best(
         from fer_sweep.tracking import connect
 
         client = connect(settings.tracking_uri)
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, cache_dir=settings.cache_dir)
         loaded = optuna.load_study(study_name=study, storage=rdb)
         result = evaluate_top_trials(client, loaded, ranking.groups[0].rows, dataset, tta=tta,
                                      artifact_root=settings.artifact_root)  # fmt: skip

@@ -42,6 +42,7 @@ import pandas as pd
 from PIL import Image
 
 from fer_sweep.errors import UserError
+from fer_sweep.settings import CACHE_ENV, cache_dir_from
 
 __all__ = [
     "EMOTIONS",
@@ -62,7 +63,6 @@ IMAGE_SIZE = 48
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 DATA_ENV = "FER2013_DATA"
-CACHE_ENV = "FER_SWEEP_CACHE"
 DEFAULT_DATA_PATHS = (Path("data/fer2013.csv"), Path("data/fer2013.csv.gz"))
 KAGGLE_CHALLENGE = "challenges-in-representation-learning-facial-expression-recognition-challenge"
 # Bump when the cache layout or the parsing rules change, so old caches are rebuilt.
@@ -213,13 +213,12 @@ def _read_source(path: Path) -> _Parsed:
 
 
 def _cache_dir(explicit: str | os.PathLike | None) -> Path:
-    """The cache folder: ``explicit``, else $FER_SWEEP_CACHE, else ~/.cache/fer-sweep."""
-    if explicit is not None and str(explicit) != "":
-        return Path(explicit).expanduser()
-    env = os.environ.get(CACHE_ENV, "")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "fer-sweep"
+    """The cache folder: ``explicit``, else $FER_SWEEP_CACHE, else ~/.cache/fer-sweep.
+
+    Commands that resolve :class:`fer_sweep.settings.Settings` pass its ``cache_dir``; the
+    environment is read here only for direct library use (one rule, in settings).
+    """
+    return cache_dir_from(explicit, os.environ)
 
 
 def _cache_name(source: Path) -> str:

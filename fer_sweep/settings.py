@@ -13,6 +13,7 @@ setting             variable                   default
 ``heartbeat``       ``FER_SWEEP_HEARTBEAT``    20 s between a running trial's heartbeats
 ``grace``           ``FER_SWEEP_GRACE``        60 s of silence before a trial counts as lost
 ``max_retries``     ``FER_SWEEP_MAX_RETRIES``  1 retry of a configuration that failed
+``cache_dir``       ``FER_SWEEP_CACHE``        ``~/.cache/fer-sweep`` (parsed FER-2013 caches)
 ==================  =========================  ===============================================
 """
 
@@ -31,11 +32,19 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 HEARTBEAT_ENV = "FER_SWEEP_HEARTBEAT"
 GRACE_ENV = "FER_SWEEP_GRACE"
 RETRIES_ENV = "FER_SWEEP_MAX_RETRIES"
+CACHE_ENV = "FER_SWEEP_CACHE"
 
 DEFAULT_STORE = Path("mlruns")
 DEFAULT_HEARTBEAT = 20
 DEFAULT_GRACE = 60
 DEFAULT_MAX_RETRIES = 1
+DEFAULT_CACHE = Path("~/.cache/fer-sweep")
+
+
+def cache_dir_from(explicit: str | os.PathLike | None, environ: Mapping[str, str]) -> Path:
+    """The data cache folder: ``explicit``, else ``$FER_SWEEP_CACHE``, else the default."""
+    chosen = str(explicit or "") or environ.get(CACHE_ENV, "") or str(DEFAULT_CACHE)
+    return Path(chosen).expanduser()
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Settings:
         grace: seconds without a heartbeat after which a trial's worker is presumed dead.
         max_retries: how many times a configuration whose attempt failed (an error, a lost
             worker) is tried again before it is recorded as failed for good.
+        cache_dir: where parsed FER-2013 files are cached (one HDF5 file per source).
     """
 
     store_dir: Path
@@ -59,6 +69,7 @@ class Settings:
     heartbeat: int = DEFAULT_HEARTBEAT
     grace: int = DEFAULT_GRACE
     max_retries: int = DEFAULT_MAX_RETRIES
+    cache_dir: Path = DEFAULT_CACHE.expanduser()
 
     @classmethod
     def resolve(
@@ -70,6 +81,7 @@ class Settings:
         heartbeat: int | None = None,
         grace: int | None = None,
         max_retries: int | None = None,
+        cache_dir: str | Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Options first, then the environment (``os.environ`` unless given), then defaults."""
@@ -98,6 +110,7 @@ class Settings:
             heartbeat=beat,
             grace=wait,
             max_retries=retries,
+            cache_dir=cache_dir_from(cache_dir, env),
         )
 
     def workdir(self, key: str) -> Path:
@@ -134,6 +147,7 @@ class Settings:
             HEARTBEAT_ENV: str(self.heartbeat),
             GRACE_ENV: str(self.grace),
             RETRIES_ENV: str(self.max_retries),
+            CACHE_ENV: str(self.cache_dir),
         }
 
 

@@ -11,8 +11,11 @@ from fer_sweep.settings import Settings
 def test_options_win_over_the_environment_which_wins_over_defaults(tmp_path):
     env = {"FER_SWEEP_STORE": str(tmp_path / "store"), "FER_SWEEP_GRACE": "9",
            "FER_SWEEP_HEARTBEAT": "2", "FER_SWEEP_MAX_RETRIES": "0",
-           "MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # fmt: skip
+           "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+           "FER_SWEEP_CACHE": "~/elsewhere"}  # fmt: skip
     s = Settings.resolve(storage="postgresql://db/optuna", environ=env)
+    assert s.cache_dir == Path.home() / "elsewhere"
+    assert Settings.resolve(cache_dir=tmp_path, environ=env).cache_dir == tmp_path
     assert s.store_dir == tmp_path / "store" and s.storage == "postgresql://db/optuna"
     assert s.tracking_uri == "http://mlflow:5000" and not s.tracks_locally
     assert (s.heartbeat, s.grace, s.max_retries) == (2, 9, 0)
@@ -27,6 +30,7 @@ def test_options_win_over_the_environment_which_wins_over_defaults(tmp_path):
     assert (d.heartbeat, d.grace, d.max_retries) == (20, 60, 1)
     assert d.artifact_root == d.store_dir / "artifacts"
     assert d.workdir("s/trial-0001") == d.store_dir / "work" / "s" / "trial-0001"
+    assert d.cache_dir == Path.home() / ".cache" / "fer-sweep"
 
 
 @pytest.mark.parametrize(
