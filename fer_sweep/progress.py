@@ -18,7 +18,12 @@ from rich.progress import (
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One bar for the run (epochs) and one for the current epoch (batches), both with ETA."""
+    """One bar for the run (epochs) and one for the current epoch (batches), both with ETA.
+
+    On a console that is not a terminal (``nohup``, a redirect, a CI log) Rich draws live bars
+    only when they stop, so a run of hours would show nothing until its end: there each epoch
+    prints one plain line instead, as soon as it ends.
+    """
 
     def __init__(self, epochs: int, steps_per_epoch: int, *, console: Console | None = None):
         super().__init__()
@@ -35,21 +40,30 @@ class EpochProgress(keras.callbacks.Callback):
             console=console,
             transient=False,
         )
+        self.live = self.progress.console.is_terminal
         self._run = None
         self._epoch = None
+        self._started = None
+        self._epoch_started = None
 
     def on_train_begin(self, logs=None):
-        self.progress.start()
+        self._started = time.monotonic()
+        if self.live:
+            self.progress.start()
         self._run = self.progress.add_task("run", total=self.epochs, metrics="")
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.monotonic()
+        if not self.live:
+            return
         self.progress.update(self._run, completed=epoch)
         if self._epoch is not None:
             self.progress.remove_task(self._epoch)
         self._epoch = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.progress.update(self._epoch, completed=batch + 1)
+        if self.live:
+            self.progress.update(self._epoch, completed=batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -57,10 +71,21 @@ class EpochProgress(keras.callbacks.Callback):
             f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
             if k in logs
         )  # fmt: skip
-        self.progress.update(self._run, completed=epoch + 1, metrics=shown)
+        if self.live:
+            self.progress.update(self._run, completed=epoch + 1, metrics=shown)
+            return
+        now = time.monotonic()
+        self.progress.console.print(
+            f"epoch {epoch + 1}/{self.epochs}  {shown}  {now - self._epoch_started:.0f} s "
+            f"(run {(now - self._started) / 60:.1f} min)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        self.progress.console.file.flush()
 
     def on_train_end(self, logs=None):
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
 
 class StudyView:
