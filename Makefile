@@ -25,7 +25,7 @@ help:
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
-	@echo "make bench              the throughput benchmark (TensorFlow vs reference, and vs JAX)"
+	@echo "make bench              the throughput benchmark (vs reference, vs JAX, pooled vs malloc memory)"
 	@echo "make reproduce          the thesis's top 3 at full length, 3 seeds (resumable; hours a run on a CPU)"
 	@echo "make docs-screenshots   screenshots of the MLflow UI (docs/img/) from mlruns/"
 	@echo "any target: BACKEND=jax to train on JAX (a GPU machine: see README)"

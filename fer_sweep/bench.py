@@ -11,6 +11,9 @@ One call measures, in one process:
   see the same load;
 - the same trainer on the JAX backend, in a second process that runs a round whenever this
   one asks, so its rounds alternate with the TensorFlow ones (when JAX is installed);
+- on TensorFlow, the same trainer with TensorFlow's default CPU allocator (malloc) in a
+  second process, against this process's pooled (BFC) memory, as every command sets it up
+  (:func:`fer_sweep.backend.pool_tensorflow_memory`);
 - evaluation images/second the same way (``model.evaluate`` on float32 arrays versus the
   training model's evaluation inputs, as the trainer validates);
 - the orchestrator's per-trial overhead: a smoke trial run by a sweep worker (Optuna study,
@@ -24,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,7 +35,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,35 +131,63 @@ def serve_rounds() -> None:
         print(fit(opts["steps"], opts["skip"]), flush=True)
 
 
-def _compare_backends(data, arch, rounds, steps, skip, fit_tensorflow) -> dict[str, Any] | None:
-    """The trainer on JAX (second process) against TensorFlow (here), rounds alternating."""
-    import importlib.util
+@contextlib.contextmanager
+def _trainer_elsewhere(
+    env: dict[str, str], data, arch, steps, skip
+) -> Iterator[Callable[[], float]]:
+    """The trainer in a second process started with ``env`` added to this one's environment
+    (another backend, another allocator); yields a function that runs one round there and
+    returns its images/s, so its rounds can alternate with this process's."""
     import subprocess
     import sys
 
+    opts = json.dumps({"data": str(data), "arch": arch, "steps": steps, "skip": skip})
+    cmd = [sys.executable, "-c", "from fer_sweep.bench import serve_rounds; serve_rounds()", opts]
+    with subprocess.Popen(cmd, env={**os.environ, **env}, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        line = proc.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the benchmark process with {env} did not start: {line!r}")
+
+        def one_round() -> float:
+            proc.stdin.write("round\n")
+            proc.stdin.flush()
+            return float(proc.stdout.readline())
+
+        try:
+            yield one_round
+        finally:
+            proc.stdin.close()
+
+
+def _compare_backends(data, arch, rounds, steps, skip, fit_tensorflow) -> dict[str, Any] | None:
+    """The trainer on JAX (second process) against TensorFlow (here), rounds alternating."""
+    import importlib.util
+
     if importlib.util.find_spec("jax") is None:
         return None
-    opts = json.dumps({"data": str(data), "arch": arch, "steps": steps, "skip": skip})
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    cmd = [sys.executable, "-c", "from fer_sweep.bench import serve_rounds; serve_rounds()", opts]
-    with subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          text=True) as jax_proc:  # fmt: skip
-        line = jax_proc.stdout.readline()
-        if not line.startswith("ready"):
-            raise RuntimeError(f"the JAX benchmark process did not start: {line!r}")
-
-        def jax_round() -> float:
-            jax_proc.stdin.write("round\n")
-            jax_proc.stdin.flush()
-            return float(jax_proc.stdout.readline())
-
-        out = _alternate(
+    with _trainer_elsewhere({"KERAS_BACKEND": "jax"}, data, arch, steps, skip) as jax_round:
+        return _alternate(
             {"tensorflow": lambda: fit_tensorflow(steps, skip), "jax": jax_round},
             rounds,
             ratio=("jax", "tensorflow"),
         )
-        jax_proc.stdin.close()
-    return out
+
+
+def _compare_allocators(data, arch, rounds, steps, skip, fit_pooled) -> dict[str, Any] | None:
+    """The trainer with TensorFlow's CPU memory pooled (here, as every fer-sweep command runs)
+    against TensorFlow's default malloc allocator (second process), rounds alternating."""
+    from fer_sweep.backend import POOLED_ALLOCATOR, tensorflow_allocator
+
+    if tensorflow_allocator() == "malloc":  # the user turned pooling off: nothing to compare
+        return None
+    env = {POOLED_ALLOCATOR[0]: "false"}
+    with _trainer_elsewhere(env, data, arch, steps, skip) as malloc_round:
+        return _alternate(
+            {"malloc": malloc_round, "pooled": lambda: fit_pooled(steps, skip)},
+            rounds,
+            ratio=("pooled", "malloc"),
+        )
 
 
 def _alternate(
@@ -235,6 +267,7 @@ def run_benchmark(
     steps: int | None = None,
     overhead: bool = True,
     backends: bool = True,
+    allocators: bool = True,
 ) -> dict[str, Any]:
     """Measure data loading, training and evaluation throughput and the per-trial overhead.
 
@@ -248,6 +281,8 @@ def run_benchmark(
         overhead: also run a smoke trial through a sweep worker.
         backends: also run the trainer on JAX in a second process (when JAX is installed),
             alternating its rounds with this process's TensorFlow ones.
+        allocators: on TensorFlow, also run the trainer with TensorFlow's default (malloc)
+            CPU allocator in a second process, against this process's pooled one.
     """
     rounds = rounds or (3 if quick else 5)
     steps = steps or (12 if quick else 30)
@@ -326,8 +361,14 @@ def run_benchmark(
         },
         rounds,
     )
-    if backends and keras.backend.backend() == "tensorflow":
-        result["backends"] = _compare_backends(data, arch, rounds, steps, skip, fit_project)
+    if keras.backend.backend() == "tensorflow":
+        from fer_sweep.backend import tensorflow_allocator
+
+        result["machine"]["tensorflow_allocator"] = tensorflow_allocator()
+        if backends:
+            result["backends"] = _compare_backends(data, arch, rounds, steps, skip, fit_project)
+        if allocators:
+            result["allocator"] = _compare_allocators(data, arch, rounds, steps, skip, fit_project)
     keras.utils.clear_session(free_memory=True)
 
     # --- orchestrator overhead ----------------------------------------------------------
@@ -377,6 +418,12 @@ def render(result: dict[str, Any]) -> str:
             f"{'train on JAX vs TensorFlow, images/s':<40}{b['tensorflow']['median']:>12.1f}"
             f"{b['jax']['median']:>12.1f}{b['ratio']:>7.2f}x"
         )
+    if result.get("allocator"):
+        a = result["allocator"]
+        lines.append(
+            f"{'train, malloc vs pooled memory, img/s':<40}{a['malloc']['median']:>12.1f}"
+            f"{a['pooled']['median']:>12.1f}{a['ratio']:>7.2f}x"
+        )
     if "overhead" in result:
         o = result["overhead"]
         lines += [
@@ -387,7 +434,7 @@ def render(result: dict[str, Any]) -> str:
             f"{'  % of a quick trial (estimated)':<40}{'':>12}{o['pct_of_quick_trial']:>11.2f}%",
         ]
     # One line per comparison in a fixed form for scripts: ratio <measure> <a>/<b> <value>.
-    for part in ("train", "eval", "backends"):
+    for part in ("train", "eval", "backends", "allocator"):
         if result.get(part):
             lines.append(f"ratio {part} {result[part]['ratio_of']} {result[part]['ratio']:.3f}")
     if "written_to" in result:

@@ -466,9 +466,10 @@ def reproduce(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fer_sweep.backend import keep_tensorflow_out
+    from fer_sweep.backend import keep_tensorflow_out, pool_tensorflow_memory
 
     keep_tensorflow_out()
+    pool_tensorflow_memory()
     try:
         code = app(args=argv, standalone_mode=False)
     except UserError as err:

@@ -16,7 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest
 
+from fer_sweep.backend import pool_tensorflow_memory
 from fer_sweep.data import SPLITS, write_synthetic_csv
+
+# The in-process tests train with TensorFlow's memory pooled, as every fer-sweep command does.
+pool_tensorflow_memory()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SLICE_ROWS = 300

@@ -14,6 +14,9 @@ def test_benchmark_code_path_on_tiny_sizes(fer_csv, tmp_path):
     # The JAX row's trainer path is test_cli's JAX run; here it would only add a process.
     result = run_benchmark(data=fer_csv, arch="A", quick=True, out_dir=tmp_path, rounds=1, steps=3,
                            backends=False)  # fmt: skip
+    assert result["machine"]["tensorflow_allocator"] == "pooled (BFC)"
+    assert result["allocator"]["malloc"]["median"] > 0
+    assert result["allocator"]["pooled"]["median"] > 0
     for part in ("train", "eval"):
         for who in ("reference", "project"):
             assert result[part][who]["median"] > 0
@@ -25,3 +28,10 @@ def test_benchmark_code_path_on_tiny_sizes(fer_csv, tmp_path):
     assert written["train"]["ratio"] == result["train"]["ratio"]
     table = render(result)
     assert "train, images/s" in table and "orchestrator overhead" in table
+    ratios = [line.split() for line in table.splitlines() if line.startswith("ratio ")]
+    assert [r[1:3] for r in ratios] == [
+        ["train", "project/reference"],
+        ["eval", "project/reference"],
+        ["allocator", "pooled/malloc"],
+    ]
+    assert all(float(r[3]) > 0 for r in ratios)
