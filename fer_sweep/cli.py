@@ -481,13 +481,27 @@ def main(argv: list[str] | None = None) -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _quit_now()
     except typer.TyperException as exc:  # usage errors: typer prints them like click does
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
     # Outside standalone mode typer turns a KeyboardInterrupt into a returned 130.
     if isinstance(code, int) and code:
         if code == 130:
-            print("interrupted", file=sys.stderr)
+            _quit_now()
         sys.exit(code)
+
+
+def _quit_now() -> None:
+    """Leave at once after a Ctrl-C that was not (or no longer) handled gracefully.
+
+    What keeps finished work safe (checkpoints, MLflow run status, Optuna trial state) ran
+    while the interrupt unwound the stack. What is left is the interpreter's teardown, and
+    there a TensorFlow input pipeline can wait forever for a thread that needs the GIL (seen:
+    ``reproduce`` stuck in tf.data's iterator destructor after the second Ctrl-C), so the
+    process exits without it.
+    """
+    print("interrupted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
