@@ -116,7 +116,13 @@ def _result_record(result) -> dict:
 def _backend() -> str:
     import keras
 
-    return f"keras {keras.__version__}, {keras.backend.backend()}"
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        # The allocator halves or doubles a CPU epoch (benchmarks/README.md): say which ran.
+        from fer_sweep.backend import tensorflow_allocator
+
+        name += f", {tensorflow_allocator()} memory"
+    return f"keras {keras.__version__}, {name}"
 
 
 def _hardware() -> str:
