@@ -174,13 +174,11 @@ def _compare_backends(data, arch, rounds, steps, skip, fit_tensorflow) -> dict[s
         )
 
 
-def _compare_allocators(data, arch, rounds, steps, skip, fit_pooled) -> dict[str, Any] | None:
+def _compare_allocators(data, arch, rounds, steps, skip, fit_pooled) -> dict[str, Any]:
     """The trainer with TensorFlow's CPU memory pooled (here, as every fer-sweep command runs)
     against TensorFlow's default malloc allocator (second process), rounds alternating."""
-    from fer_sweep.backend import POOLED_ALLOCATOR, tensorflow_allocator
+    from fer_sweep.backend import POOLED_ALLOCATOR
 
-    if tensorflow_allocator() == "malloc":  # the user turned pooling off: nothing to compare
-        return None
     env = {POOLED_ALLOCATOR[0]: "false"}
     with _trainer_elsewhere(env, data, arch, steps, skip) as malloc_round:
         return _alternate(
@@ -367,7 +365,8 @@ def run_benchmark(
         result["machine"]["tensorflow_allocator"] = tensorflow_allocator()
         if backends:
             result["backends"] = _compare_backends(data, arch, rounds, steps, skip, fit_project)
-        if allocators:
+        # Pooling turned off by the user: this process is the malloc side, nothing to compare.
+        if allocators and result["machine"]["tensorflow_allocator"] != "malloc":
             result["allocator"] = _compare_allocators(data, arch, rounds, steps, skip, fit_project)
     keras.utils.clear_session(free_memory=True)
 
