@@ -151,6 +151,37 @@ class Row:
     seconds_per_epoch: float | None  # median over the run's epochs
     backend: str
     hardware: str
+    recent_seconds_per_epoch: float | None = None  # median over its latest session's epochs
+
+
+@dataclass
+class Session:
+    """One start or resume of a run and the epochs it completed before it stopped."""
+
+    started: str
+    first_epoch: int
+    last_epoch: int  # first_epoch - 1 when it completed none
+    backend: str
+    hardware: str
+    seconds: list[float]  # wall time of each of its epochs
+
+
+def sessions(folder: Path) -> list[Session]:
+    """The run's sessions with the epochs each trained, from sessions.json and the history.
+
+    A session ends where the next one starts (an epoch it left half done is redone by the
+    next), the last one at the newest completed epoch.
+    """
+    path = folder / SESSIONS_FILE
+    if not path.exists():
+        return []
+    starts = json.loads(path.read_text())
+    history = _history_of(folder) or {}
+    seconds = history.get("epoch_seconds", [])
+    ends = [s["from_epoch"] for s in starts[1:]] + [len(seconds)]
+    return [Session(s["started"], s["from_epoch"] + 1, end, s["backend"], s["hardware"],
+                    seconds[s["from_epoch"]:end])
+            for s, end in zip(starts, ends, strict=True)]  # fmt: skip
 
 
 def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
@@ -181,8 +212,18 @@ def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
                             None, None, state["best_epoch"] or None,
                             100 * state["best_val_accuracy"] if done else None,
                             _median(state["history"].get("epoch_seconds")),
-                            last.get("backend", ""), last.get("hardware", "")))  # fmt: skip
+                            last.get("backend", ""), last.get("hardware", ""),
+                            _recent_pace(folder)))  # fmt: skip
     return rows
+
+
+def _recent_pace(folder: Path) -> float | None:
+    """Median epoch time of the newest session that completed an epoch: the pace to expect
+    now, where the run's median still carries older hardware or allocators."""
+    for session in reversed(sessions(folder)):
+        if session.seconds:
+            return statistics.median(session.seconds)
+    return None
 
 
 def _checkpoint(folder: Path) -> dict | None:
@@ -268,6 +309,7 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
             f"| {r.hardware or '-'} |"
         )
     lines += ["", "## What is left, and why", ""] + _left(rows)
+    lines += ["", "## Where each run trained", "", *_session_lines(out, rows)]
     lines += ["", "## Against the thesis (mean and standard deviation over finished seeds)", "",
               "| recipe | thesis | seeds finished | PrivateTest final, mean +- sd | ours - thesis "
               "| PrivateTest at best epoch, mean +- sd |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -294,10 +336,12 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
 def _left(rows: list[Row]) -> list[str]:
     """Each unfinished run with what its own measured pace says it still needs.
 
-    Estimates use the run's median epoch time, or else the median over all runs measured so
-    far; hardware that trains faster (a GPU: see the README's Backends section) needs less.
+    Estimates use the median epoch time of the run's latest session (today's hardware and
+    allocator), else of the whole run, else the median of those paces over all runs;
+    hardware that trains faster (a GPU: see the README's Backends section) needs less.
     """
-    paces = [r.seconds_per_epoch for r in rows if r.seconds_per_epoch]
+    paces = [r.recent_seconds_per_epoch or r.seconds_per_epoch for r in rows
+             if r.recent_seconds_per_epoch or r.seconds_per_epoch]  # fmt: skip
     typical = statistics.median(paces) if paces else None
     lines = []
     for r in rows:
@@ -308,13 +352,40 @@ def _left(rows: list[Row]) -> list[str]:
                          "thesis; a full-length run needs its own folder.")  # fmt: skip
             continue
         left = r.epochs - r.epochs_done
-        pace = r.seconds_per_epoch or typical
+        pace = r.recent_seconds_per_epoch or r.seconds_per_epoch or typical
         need = f"about {left * pace / 3600:.1f} h at {pace:.0f} s an epoch" if pace else "-"
+        if r.recent_seconds_per_epoch:
+            need += " (its latest session's median)"
         where = f" on {r.hardware}" if r.hardware else ""
         verb = "continues" if r.epochs_done else "starts"
         lines.append(f"- {r.recipe} seed {r.seed}: {r.status}; {left} epochs left, {need}"
                      f"{where}. `reproduce` {verb} it.")  # fmt: skip
     return lines or ["Nothing: every chosen run finished at the thesis's length."]
+
+
+def _session_lines(out: Path, rows: list[Row]) -> list[str]:
+    """Every start and resume of each run with the epochs it completed and their pace, so the
+    run's overall median can be read for what it mixes."""
+    lines = ["One row per start or resume (`work/*/sessions.json`); s / epoch is the median "
+             "of that session's epochs, with the fastest and slowest. Sessions recorded "
+             "before runs named TensorFlow's allocator say only `tensorflow`.", "",
+             "| recipe | seed | started (UTC) | epochs | s / epoch | fastest - slowest "
+             "| backend | hardware |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    found = False
+    for r in rows:
+        for s in sessions(workdir(out, r.recipe, r.seed)):
+            found = True
+            if s.seconds:
+                done = f"{s.first_epoch}" + (f"-{s.last_epoch}" if s.last_epoch > s.first_epoch
+                                             else "")  # fmt: skip
+                pace = f"{statistics.median(s.seconds):.0f}"
+                spread = f"{min(s.seconds):.0f} - {max(s.seconds):.0f}"
+            else:
+                done, pace, spread = "none completed", "-", "-"
+            started = s.started.replace("T", " ").removesuffix("+00:00")
+            lines.append(f"| {r.recipe} | {r.seed} | {started} | {done} | {pace} | {spread} "
+                         f"| {s.backend} | {s.hardware} |")  # fmt: skip
+    return lines if found else ["No run has started yet."]
 
 
 def _spread(values: list[float]) -> str:
@@ -351,7 +422,10 @@ def _plot_curves(out: Path, rows: list[Row]) -> None:
 
 
 def _history(out: Path, r: Row) -> dict | None:
-    folder = workdir(out, r.recipe, r.seed)
+    return _history_of(workdir(out, r.recipe, r.seed))
+
+
+def _history_of(folder: Path) -> dict | None:
     if (folder / RESULT_FILE).exists():
         return json.loads((folder / RESULT_FILE).read_text())["history"]
     state = _checkpoint_state(folder)

@@ -13,13 +13,14 @@ from fer_sweep.reproduce import (
     TABLE,
     collect,
     run_all,
+    sessions,
     workdir,
     write_report,
 )
+from fer_sweep.train import STATE_FILE, checkpoint_path
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset, tmp_path):
     run_all(fer_dataset, out=tmp_path, seeds=(0,), epochs=1, progress=False)
     rows = {(r.recipe, r.seed): r for r in collect(tmp_path, seeds=(0, 1))}
@@ -58,3 +59,46 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
     with (tmp_path / TABLE).open() as f:
         table = list(csv.DictReader(f))
     assert [r["status"] for r in table] == ["shortened to 1 epochs"] * 3
+
+
+def _partial_run(out, seconds, starts):
+    """A run folder as an interrupted reproduction leaves it: a checkpoint after
+    len(seconds) epochs and one sessions.json entry per (from_epoch, backend) start."""
+    folder = workdir(out, "thesis-top1", 0)
+    checkpoint_path(folder).mkdir(parents=True)
+    n = len(seconds)
+    history = {"accuracy": [0.5] * n, "val_accuracy": [0.5] * n, "epoch_seconds": seconds}
+    state = {"epoch": n, "best_epoch": n, "best_val_accuracy": 0.5, "history": history}
+    (checkpoint_path(folder) / STATE_FILE).write_text(
+        json.dumps({"state": state, "config": {"epochs": 80}})
+    )
+    entries = [{"started": f"2026-11-29T0{i}:00:00+00:00", "from_epoch": e, "backend": b,
+                "hardware": "2 CPU cores"} for i, (e, b) in enumerate(starts)]  # fmt: skip
+    (folder / SESSIONS_FILE).write_text(json.dumps(entries))
+    return folder
+
+
+def test_the_report_splits_a_run_by_session_and_estimates_from_the_latest_pace(tmp_path):
+    # Epochs 1-2 slow (default allocator), a resume that died mid-epoch 3, then 3-5 fast.
+    folder = _partial_run(
+        tmp_path,
+        [800.0, 810.0, 480.0, 500.0, 490.0],
+        [(0, "tensorflow"), (2, "tensorflow"), (2, "tensorflow, pooled")],
+    )
+    found = sessions(folder)
+    assert [(s.first_epoch, s.last_epoch, s.seconds) for s in found] == [
+        (1, 2, [800.0, 810.0]), (3, 2, []), (3, 5, [480.0, 500.0, 490.0])]  # fmt: skip
+    row = next(r for r in collect(tmp_path, seeds=(0,)) if r.recipe == "thesis-top1")
+    assert row.seconds_per_epoch == 500.0 and row.recent_seconds_per_epoch == 490.0
+
+    report = write_report(tmp_path, seeds=(0,)).read_text()
+    # What is left is estimated at today's pace, not at the median the slow epochs inflate.
+    assert ("- thesis-top1 seed 0: stopped after epoch 5 of 80; 75 epochs left, about "
+            "10.2 h at 490 s an epoch (its latest session's median)") in report  # fmt: skip
+    # Runs never started are estimated from the same recent pace.
+    assert "- thesis-top2 seed 0: not run yet; 80 epochs left, about 10.9 h at 490 s" in report
+    assert "| thesis-top1 | 0 | 2026-11-29 00:00:00 | 1-2 | 805 | 800 - 810 | tensorflow |" in (
+        report
+    )
+    assert "| 2026-11-29 01:00:00 | none completed | - | - | tensorflow |" in report
+    assert "| 2026-11-29 02:00:00 | 3-5 | 490 | 480 - 500 | tensorflow, pooled |" in report
