@@ -3,13 +3,17 @@
 :class:`TrainingRunner` is the :class:`~fer_sweep.worker.Runner` that ``fer_sweep sweep``
 and ``fer_sweep worker`` use. It turns what happened into an
 :class:`~fer_sweep.worker.AttemptReport` (the worker decides what follows) and records the
-results under the names of :mod:`fer_sweep.metric_names`.
+results under the names of :mod:`fer_sweep.metric_names`. :func:`open_worker` puts it
+behind a :class:`~fer_sweep.worker.Worker`, so the worker's decisions never import the
+trainer.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -31,9 +35,10 @@ from fer_sweep.runs import (
     study_run_status,
 )
 from fer_sweep.settings import Settings
+from fer_sweep.storage import load_study, open_storage
 from fer_sweep.study import RUN_ID, summarize
 from fer_sweep.tracking import connect, final_metrics, tracked_train
-from fer_sweep.worker import Attempt, AttemptReport, Runner
+from fer_sweep.worker import Attempt, AttemptReport, Runner, Worker, load_for_worker
 
 # What a complete attempt records on its Optuna trial (besides outcome and reason).
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
@@ -205,3 +210,37 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     log_study_summary(client, run_id, metrics, tags)
     running = any(t.state == TrialState.RUNNING for t in trials)
     set_study_run_status(client, run_id, study_run_status(running=running, done=done))
+
+
+def open_worker(
+    study_name: str,
+    settings: Settings,
+    *,
+    data: str | None = None,
+    stop_event: threading.Event | None = None,
+    max_trials: int | None = None,
+    timeout: float | None = None,
+    runner: Callable[..., Runner] | None = None,
+) -> Worker:
+    """A worker on the study ``study_name``, training for real and tracking in MLflow.
+
+    ``timeout`` (seconds from now; default: the sweep file's) bounds this worker's time.
+    """
+    rdb = open_storage(settings)
+    load_study(study_name, settings, rdb)  # a missing study is one error line
+    study, plan = load_for_worker(study_name, rdb)
+    stop_event = stop_event or threading.Event()
+    runner = runner or TrainingRunner.open
+    limit = timeout if timeout is not None else plan.timeout
+    worker = Worker(
+        study,
+        plan,
+        runner(study, settings, data=data, stop_event=stop_event),
+        max_retries=settings.max_retries,
+        stop_event=stop_event,
+        max_trials=max_trials,
+        deadline=None if limit is None else time.time() + float(limit),
+    )
+    # Whichever worker finds a dead worker's trial closes its MLflow run and decides.
+    rdb.heartbeat_stale_trial_callback = worker.on_stale
+    return worker

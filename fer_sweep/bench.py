@@ -213,11 +213,11 @@ def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
     import yaml
 
     from fer_sweep import metric_names as names
+    from fer_sweep.attempt import open_worker
     from fer_sweep.settings import Settings
     from fer_sweep.study import create_or_resume
     from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
-    from fer_sweep.worker import open_worker
 
     base = {k: v for k, v in load_config(preset=PRESET, arch=arch).model_dump().items()}
     base = {k: list(v) if isinstance(v, tuple) else v for k, v in base.items()}

@@ -256,8 +256,8 @@ def worker(
     set_threads(threads)
     import threading
 
+    from fer_sweep.attempt import open_worker
     from fer_sweep.processes import graceful_interrupt
-    from fer_sweep.worker import open_worker
 
     stop = threading.Event()
     w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
@@ -288,7 +288,7 @@ def study_create(
     """Create (or update) a study and its MLflow parent run without running any trial."""
     from fer_sweep.describe import describe_study
     from fer_sweep.runs import study_run
-    from fer_sweep.study import create_or_resume
+    from fer_sweep.study import create_or_resume, plan_of
     from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
     from fer_sweep.worker import settle_all
@@ -297,7 +297,9 @@ def study_create(
     client = connect(settings.tracking_uri)
     study = create_or_resume(load_sweep(name), settings, budget=budget, n_trials=n_trials)
     settle_all(study, settings.max_retries)
-    describe_study(client, study, study_run(client, study, settings.artifact_root))
+    plan = plan_of(study)
+    describe_study(client, plan.spec, plan.budget_name,
+                   study_run(client, study, settings.artifact_root))  # fmt: skip
     print(study.study_name)
 
 

@@ -345,18 +345,15 @@ def experiment_tags(spec: SweepSpec, budget_name: str, parent_run_id: str) -> di
     }
 
 
-def describe_study(client, study, parent_run_id: str) -> str:
+def describe_study(client, spec: SweepSpec, budget_name: str, parent_run_id: str) -> str:
     """Give a study's experiment its description, kind and saved view; returns its id.
 
-    The description follows the sweep file; a saved view the user has since overridden in
-    the UI (same id) is left alone.
+    The description follows the sweep file (``spec`` at ``budget_name``, as the study's plan
+    holds them); a saved view the user has since overridden in the UI (same id) is left alone.
     """
-    from fer_sweep.study import plan_of
-
-    plan = plan_of(study)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     known = client.get_experiment(experiment_id).tags
-    for key, value in experiment_tags(plan.spec, plan.budget_name, parent_run_id).items():
+    for key, value in experiment_tags(spec, budget_name, parent_run_id).items():
         if key.startswith(SAVED_VIEW_PREFIX) and key in known and not ours(known[key]):
             continue
         if known.get(key) != value:

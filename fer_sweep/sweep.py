@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from fer_sweep.settings import Settings
 from fer_sweep.space import SweepSpec
 from fer_sweep.study import create_or_resume, plan_of, summarize
-from fer_sweep.worker import open_worker, settle_all, wants_more
+from fer_sweep.worker import settle_all, wants_more
 
 
 def run_sweep(
@@ -32,7 +32,7 @@ def run_sweep(
 
     ``timeout`` (else the file's) bounds this invocation: no trial starts after it.
     """
-    from fer_sweep.attempt import settle_study_run
+    from fer_sweep.attempt import open_worker, settle_study_run
     from fer_sweep.describe import describe_study
     from fer_sweep.processes import graceful_interrupt, spawn_workers, wait_for_workers
     from fer_sweep.progress import StudyView
@@ -47,7 +47,7 @@ def run_sweep(
     # once, before any worker starts.
     settle_all(study, settings.max_retries)
     parent = study_run(client, study, settings.artifact_root)
-    describe_study(client, study, parent)
+    describe_study(client, plan.spec, plan.budget_name, parent)
     limit = timeout if timeout is not None else plan.timeout
     epochs = plan.spec.budget(plan.budget_name).epochs or plan.spec.base.get("epochs", 80)
     print(f"study {study.study_name}: storage {settings.storage}, MLflow {client.tracking_uri}",

@@ -38,7 +38,6 @@ from fer_sweep.config import TrainConfig, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
-from fer_sweep.settings import Settings
 from fer_sweep.space import SweepSpec, suggest, trial_config_values
 from fer_sweep.study import (
     FRESH,
@@ -477,42 +476,3 @@ def load_for_worker(
         pruner=make_pruner(plan.spec),
     )
     return study, plan
-
-
-def open_worker(
-    study_name: str,
-    settings: Settings,
-    *,
-    data: str | None = None,
-    stop_event: threading.Event | None = None,
-    max_trials: int | None = None,
-    timeout: float | None = None,
-    runner: Callable[..., Runner] | None = None,
-) -> Worker:
-    """A worker on the study ``study_name``, training for real and tracking in MLflow.
-
-    ``timeout`` (seconds from now; default: the sweep file's) bounds this worker's time.
-    """
-    from fer_sweep.storage import load_study, open_storage
-
-    rdb = open_storage(settings)
-    load_study(study_name, settings, rdb)  # a missing study is one error line
-    study, plan = load_for_worker(study_name, rdb)
-    stop_event = stop_event or threading.Event()
-    if runner is None:
-        from fer_sweep.attempt import TrainingRunner
-
-        runner = TrainingRunner.open
-    limit = timeout if timeout is not None else plan.timeout
-    worker = Worker(
-        study,
-        plan,
-        runner(study, settings, data=data, stop_event=stop_event),
-        max_retries=settings.max_retries,
-        stop_event=stop_event,
-        max_trials=max_trials,
-        deadline=None if limit is None else time.time() + float(limit),
-    )
-    # Whichever worker finds a dead worker's trial closes its MLflow run and decides.
-    rdb.heartbeat_stale_trial_callback = worker.on_stale
-    return worker

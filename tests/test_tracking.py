@@ -164,11 +164,11 @@ default_budget: smoke
 
 
 def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_csv):
-    from fer_sweep.attempt import TrainingRunner
+    from fer_sweep.attempt import TrainingRunner, open_worker
     from fer_sweep.runs import Outcome, study_run
     from fer_sweep.study import create_or_resume
     from fer_sweep.sweepfile import load_sweep
-    from fer_sweep.worker import AttemptReport, open_worker
+    from fer_sweep.worker import AttemptReport
 
     class NoTraining(TrainingRunner):
         def run(self, attempt, trial):
