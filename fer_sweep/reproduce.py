@@ -153,6 +153,11 @@ class Row:
     hardware: str
     recent_seconds_per_epoch: float | None = None  # median over its latest session's epochs
 
+    @property
+    def pace(self) -> float | None:
+        """The epoch time to expect now: its latest session's, else its whole run's."""
+        return self.recent_seconds_per_epoch or self.seconds_per_epoch
+
 
 @dataclass
 class Session:
@@ -222,7 +227,7 @@ def _recent_pace(folder: Path) -> float | None:
     now, where the run's median still carries older hardware or allocators."""
     for session in reversed(sessions(folder)):
         if session.seconds:
-            return statistics.median(session.seconds)
+            return _median(session.seconds)
     return None
 
 
@@ -340,8 +345,7 @@ def _left(rows: list[Row]) -> list[str]:
     allocator), else of the whole run, else the median of those paces over all runs;
     hardware that trains faster (a GPU: see the README's Backends section) needs less.
     """
-    paces = [r.recent_seconds_per_epoch or r.seconds_per_epoch for r in rows
-             if r.recent_seconds_per_epoch or r.seconds_per_epoch]  # fmt: skip
+    paces = [r.pace for r in rows if r.pace]
     typical = statistics.median(paces) if paces else None
     lines = []
     for r in rows:
@@ -352,7 +356,7 @@ def _left(rows: list[Row]) -> list[str]:
                          "thesis; a full-length run needs its own folder.")  # fmt: skip
             continue
         left = r.epochs - r.epochs_done
-        pace = r.recent_seconds_per_epoch or r.seconds_per_epoch or typical
+        pace = r.pace or typical
         need = f"about {left * pace / 3600:.1f} h at {pace:.0f} s an epoch" if pace else "-"
         if r.recent_seconds_per_epoch:
             need += " (its latest session's median)"
@@ -378,7 +382,7 @@ def _session_lines(out: Path, rows: list[Row]) -> list[str]:
             if s.seconds:
                 done = f"{s.first_epoch}" + (f"-{s.last_epoch}" if s.last_epoch > s.first_epoch
                                              else "")  # fmt: skip
-                pace = f"{statistics.median(s.seconds):.0f}"
+                pace = f"{_median(s.seconds):.0f}"
                 spread = f"{min(s.seconds):.0f} - {max(s.seconds):.0f}"
             else:
                 done, pace, spread = "none completed", "-", "-"
@@ -404,7 +408,7 @@ def _plot_curves(out: Path, rows: list[Row]) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for r in rows:
-        history = _history(out, r)
+        history = _history_of(workdir(out, r.recipe, r.seed))
         if not history:
             continue
         epochs = range(1, len(history["accuracy"]) + 1)
@@ -419,10 +423,6 @@ def _plot_curves(out: Path, rows: list[Row]) -> None:
     fig.tight_layout()
     fig.savefig(out / FIGURE, dpi=90)
     plt.close(fig)
-
-
-def _history(out: Path, r: Row) -> dict | None:
-    return _history_of(workdir(out, r.recipe, r.seed))
 
 
 def _history_of(folder: Path) -> dict | None:
