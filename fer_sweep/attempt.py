@@ -36,7 +36,7 @@ from fer_sweep.runs import (
 )
 from fer_sweep.settings import Settings
 from fer_sweep.storage import load_study, open_storage
-from fer_sweep.study import RUN_ID, summarize
+from fer_sweep.study import RUN_ID, plan_of, summarize
 from fer_sweep.tracking import connect, final_metrics, tracked_train
 from fer_sweep.worker import Attempt, AttemptReport, Runner, Worker, load_for_worker
 
@@ -227,8 +227,9 @@ def open_worker(
     ``timeout`` (seconds from now; default: the sweep file's) bounds this worker's time.
     """
     rdb = open_storage(settings)
-    load_study(study_name, settings, rdb)  # a missing study is one error line
-    study, plan = load_for_worker(study_name, rdb)
+    # load_study turns a missing study into one error line; its plan then needs no second load.
+    plan = plan_of(load_study(study_name, settings, rdb))
+    study, plan = load_for_worker(study_name, rdb, plan)
     stop_event = stop_event or threading.Event()
     runner = runner or TrainingRunner.open
     limit = timeout if timeout is not None else plan.timeout

@@ -465,10 +465,14 @@ class Worker:
 
 
 def load_for_worker(
-    study_name: str, storage: optuna.storages.BaseStorage
+    study_name: str, storage: optuna.storages.BaseStorage, plan: StudyPlan | None = None
 ) -> tuple[optuna.Study, StudyPlan]:
-    """The study with the sampler and pruner its file asks for, and its plan."""
-    plan = plan_of(optuna.load_study(study_name=study_name, storage=storage))
+    """The study with the sampler and pruner its file asks for, and its plan.
+
+    ``plan``, when the caller has already read it, saves loading the study a second time.
+    """
+    if plan is None:
+        plan = plan_of(optuna.load_study(study_name=study_name, storage=storage))
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,

@@ -150,8 +150,10 @@ def test_bad_set_value_is_one_line(tmp_path, synthetic_csv):
     assert_one_line_error(done, "lr")
 
 
-def test_unknown_study_in_best_is_one_line(tmp_path):
-    assert_one_line_error(run_cli("best", "--study", "nope", cwd=tmp_path), "nope")
+@pytest.mark.parametrize("command", ["best", "worker"])
+def test_unknown_study_is_one_line(tmp_path, command):
+    line = assert_one_line_error(run_cli(command, "--study", "nope", cwd=tmp_path), "nope")
+    assert "studies: none" in line  # it says what there is instead
 
 
 @pytest.mark.parametrize(
