@@ -102,3 +102,40 @@ def test_the_report_splits_a_run_by_session_and_estimates_from_the_latest_pace(t
     )
     assert "| 2026-11-29 01:00:00 | none completed | - | - | tensorflow |" in report
     assert "| 2026-11-29 02:00:00 | 3-5 | 490 | 480 - 500 | tensorflow, pooled |" in report
+
+
+def _finished_run(out, recipe, seed, epochs, private_final, private_at_best):
+    """A run folder as a completed reproduction leaves it: result.json and one session."""
+    folder = workdir(out, recipe, seed)
+    folder.mkdir(parents=True)
+    history = {"accuracy": [0.6] * epochs, "val_accuracy": [0.6] * epochs,
+               "epoch_seconds": [500.0] * epochs}  # fmt: skip
+    (folder / "result.json").write_text(json.dumps({
+        "config": {"epochs": epochs}, "epochs_trained": epochs, "best_epoch": epochs - 3,
+        "public_best": 0.65, "public_final": 0.64, "private_final": private_final,
+        "private_at_best_epoch": private_at_best, "history": history,
+        "backend": "keras 3, tensorflow", "hardware": "2 CPU cores"}))  # fmt: skip
+    (folder / SESSIONS_FILE).write_text(json.dumps([{
+        "started": "2026-11-29T00:00:00+00:00", "from_epoch": 0,
+        "backend": "keras 3, tensorflow", "hardware": "2 CPU cores"}]))  # fmt: skip
+
+
+def test_only_full_length_runs_are_set_beside_the_thesis(tmp_path):
+    _finished_run(tmp_path, "thesis-top1", 0, 80, 0.6600, 0.6550)
+    _finished_run(tmp_path, "thesis-top1", 1, 80, 0.6500, 0.6450)
+    _finished_run(tmp_path, "thesis-top2", 0, 10, 0.5000, 0.5000)  # a shortened run
+    rows = {(r.recipe, r.seed): r for r in collect(tmp_path, seeds=(0, 1))}
+    assert rows[("thesis-top1", 0)].status == "finished"
+    assert rows[("thesis-top2", 0)].status == "shortened to 10 epochs"
+
+    report = write_report(tmp_path, seeds=(0, 1)).read_text()
+    # Mean and sample sd over the two finished seeds, and the mean's gap to 66.55.
+    assert "| thesis-top1 | 66.55 | 2 | 65.50 +- 0.71 | -1.05 | 65.00 +- 0.71 |" in report
+    # The 10-epoch run has numbers in its own row but stays out of the comparison.
+    assert "| thesis-top2 | 0 | shortened to 10 epochs | 50.00 | 50.00 | 7 |" in report
+    assert "| thesis-top2 | 65.88 | 0 | - | - | - |" in report
+    assert "- thesis-top1 seed 0" not in report.split("## What is left")[1].split("##")[0]
+    _finished_run(tmp_path, "thesis-top3", 0, 100, 0.6582, 0.6600)
+    report = write_report(tmp_path, seeds=(0,)).read_text()
+    assert "| thesis-top3 | 65.82 | 1 | 65.82 (one seed) | +0.00 | 66.00 (one seed) |" in report
+    assert "| thesis-top1 | 0 | 2026-11-29 00:00:00 | 1-80 | 500 | 500 - 500 |" in report
