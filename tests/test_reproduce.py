@@ -9,6 +9,7 @@ import pytest
 from fer_sweep.reproduce import (
     FIGURE,
     REPORT,
+    RESULT_FILE,
     SESSIONS_FILE,
     TABLE,
     collect,
@@ -110,7 +111,7 @@ def _finished_run(out, recipe, seed, epochs, private_final, private_at_best):
     folder.mkdir(parents=True)
     history = {"accuracy": [0.6] * epochs, "val_accuracy": [0.6] * epochs,
                "epoch_seconds": [500.0] * epochs}  # fmt: skip
-    (folder / "result.json").write_text(json.dumps({
+    (folder / RESULT_FILE).write_text(json.dumps({
         "config": {"epochs": epochs}, "epochs_trained": epochs, "best_epoch": epochs - 3,
         "public_best": 0.65, "public_final": 0.64, "private_final": private_final,
         "private_at_best_epoch": private_at_best, "history": history,
