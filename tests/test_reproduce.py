@@ -8,6 +8,7 @@ import pytest
 
 from fer_sweep.reproduce import (
     FIGURE,
+    NOTES,
     REPORT,
     RESULT_FILE,
     SESSIONS_FILE,
@@ -140,3 +141,19 @@ def test_only_full_length_runs_are_set_beside_the_thesis(tmp_path):
     report = write_report(tmp_path, seeds=(0,)).read_text()
     assert "| thesis-top3 | 65.82 | 1 | 65.82 (one seed) | +0.00 | 66.00 (one seed) |" in report
     assert "| thesis-top1 | 0 | 2026-11-29 00:00:00 | 1-80 | 500 | 500 - 500 |" in report
+
+
+def test_a_gap_of_more_than_one_and_a_half_points_asks_for_a_reason(tmp_path):
+    _finished_run(tmp_path, "thesis-top1", 0, 80, 0.6560, 0.6550)  # 0.95 below 66.55
+    _finished_run(tmp_path, "thesis-top2", 0, 80, 0.6400, 0.6450)  # 1.88 below 65.88
+    report = write_report(tmp_path, seeds=(0,)).read_text()
+    assert "points below the thesis: thesis-top2 is 1.88 points below; not looked into" in report
+    assert "thesis-top1 is" not in report and "## Notes" not in report
+
+    # What a person found is kept in its own file and survives the report's rewrite.
+    (tmp_path / NOTES).write_text("Traced to the augmentation.\n")
+    report = write_report(tmp_path, seeds=(0,)).read_text()
+    assert "thesis-top2 is 1.88 points below; what it was traced to is below." in report
+    assert report.split(f"## Notes on the comparison (hand-written, `{NOTES}`)")[1].strip() == (
+        "Traced to the augmentation.\n\n![learning curves](thesis-reproduction-curves.png)"
+    )
