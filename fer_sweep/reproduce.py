@@ -328,11 +328,11 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         final = [r.private_final for r in done]
         best = [r.private_at_best_epoch for r in done]
         thesis = THESIS_PRIVATE[recipe]
-        diff = f"{statistics.mean(final) - thesis:+.2f}" if final else "-"
-        lines.append(f"| {recipe} | {thesis:.2f} | {len(done)} | {_spread(final)} | {diff} | "
-                     f"{_spread(best)} |")  # fmt: skip
-        if final and statistics.mean(final) - thesis < -GAP_TO_EXPLAIN:
-            gaps.append(f"{recipe} is {thesis - statistics.mean(final):.2f} points below")
+        gap = statistics.mean(final) - thesis if final else None
+        lines.append(f"| {recipe} | {thesis:.2f} | {len(done)} | {_spread(final)} | "
+                     f"{_fmt(gap, '+.2f')} | {_spread(best)} |")  # fmt: skip
+        if gap is not None and gap < -GAP_TO_EXPLAIN:
+            gaps.append(f"{recipe} is {-gap:.2f} points below")
     notes = out / NOTES
     if gaps:
         where = "what it was traced to is below" if notes.exists() else "not looked into yet"
