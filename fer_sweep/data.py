@@ -97,21 +97,35 @@ class Dataset:
     source: str
     sha256: str
     cache_path: str | None = None
+    # The row of ``source`` each image is, 0-based: a CSV's data rows (header not counted), a
+    # folder's images by split then file name. None for the whole source, where row i is
+    # image i; a subset keeps its rows' numbers.
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
-        if self.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE) or self.split.shape != (n,):
+        if (self.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE) or self.split.shape != (n,)
+                or (self.rows is not None and self.rows.shape != (n,))):  # fmt: skip
             raise ValueError(
                 f"inconsistent Dataset arrays: images {self.images.shape}, "
                 f"labels {self.labels.shape}, split {self.split.shape}"
             )
 
+    def row_numbers(self, split: str | None = None) -> np.ndarray:
+        """The source rows of every image (or of one split's, in ``arrays``' order)."""
+        rows = np.arange(len(self.labels)) if self.rows is None else self.rows
+        return rows if split is None else rows[self.split == self._split_index(split)]
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of one split, by its name in SPLITS."""
+        mask = self.split == self._split_index(split)
+        return self.images[mask], self.labels[mask]
+
+    @staticmethod
+    def _split_index(split: str) -> int:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        mask = self.split == SPLITS.index(split)
-        return self.images[mask], self.labels[mask]
+        return SPLITS.index(split)
 
     def counts(self) -> dict[str, list[int]]:
         """Rows per class (0..6) of every split: ``{split name: [count of class 0..6]}``."""
@@ -703,6 +717,7 @@ def stratified_subset(ds: Dataset, n_per_split: int, *, seed: int = 0) -> Datase
         source=ds.source,
         sha256=ds.sha256,
         cache_path=ds.cache_path,
+        rows=ds.row_numbers()[chosen],
     )
 
 
