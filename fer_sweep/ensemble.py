@@ -20,22 +20,30 @@ import keras
 import numpy as np
 from mlflow.entities import Metric
 
+from fer_sweep import predictions
 from fer_sweep.errors import UserError, first_line
-from fer_sweep.models import INPUT_SHAPE
+from fer_sweep.predictions import probabilities
 from fer_sweep.train import SplitReport, report_of
 
 if TYPE_CHECKING:
     import optuna
 
 
-def probabilities(model: keras.Model, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
-    """Softmax outputs ``(n, 7)`` of ``model`` for raw images, averaged with the mirror if
-    ``tta``."""
-    x = images.reshape(-1, *INPUT_SHAPE).astype("float32")
-    probs = model.predict(x, batch_size=256, verbose=0)
-    if tta:
-        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2.0
-    return np.asarray(probs, dtype="float64")
+def ensemble_probabilities(
+    models: Sequence[keras.Model | str | Path], images: np.ndarray, *, tta: bool = False
+) -> np.ndarray:
+    """The mean softmax ``(n, 7)`` of ``models`` (models or ``.keras`` paths) on ``images``.
+
+    Models given as paths are loaded one at a time, so an ensemble of many never holds more
+    than one in memory.
+    """
+    if not models:
+        raise ValueError("an ensemble needs at least one model")
+    total = np.zeros((len(images), 7))
+    for member in models:
+        model = member if isinstance(member, keras.Model) else keras.models.load_model(member)
+        total += probabilities(model, images, tta=tta)
+    return total / len(models)
 
 
 def ensemble_report(
@@ -45,18 +53,8 @@ def ensemble_report(
     *,
     tta: bool = False,
 ) -> SplitReport:
-    """Accuracy on one split of the mean softmax of ``models`` (models or ``.keras`` paths).
-
-    Models given as paths are loaded one at a time, so an ensemble of many never holds more
-    than one in memory.
-    """
-    if not models:
-        raise ValueError("an ensemble needs at least one model")
-    total = np.zeros((len(labels), 7))
-    for member in models:
-        model = member if isinstance(member, keras.Model) else keras.models.load_model(member)
-        total += probabilities(model, images, tta=tta)
-    return report_of(labels, np.argmax(total, axis=1))
+    """Accuracy on one split of the mean softmax of ``models`` (models or ``.keras`` paths)."""
+    return report_of(labels, np.argmax(ensemble_probabilities(models, images, tta=tta), axis=1))
 
 
 # --- `best --ensemble`: the top trials of one study, recorded beside them -----------------
@@ -130,7 +128,10 @@ def evaluate_top_trials(
             except Exception as err:  # noqa: BLE001 - MLflow raises its own types
                 raise UserError(f"trial {r.trial}: no {FINAL_MODEL_ARTIFACT} in MLflow run "
                                 f"{r.run_id} ({first_line(err)})") from None  # fmt: skip
-        report = ensemble_report(paths, images, labels, tta=tta)
+        probs = ensemble_probabilities(paths, images, tta=tta)
+    scored = predictions.for_dataset(data, ("PrivateTest",))
+    scored.splits["PrivateTest"].add("ensemble" + (predictions.TTA if tta else ""), probs)
+    report = report_of(labels, np.argmax(probs, axis=1))
     trials = [r.trial for r in rows]
     name = f"ensemble of trials {', '.join(map(str, trials))}" + (" + flip TTA" if tta else "")
     note = (f"PrivateTest {100 * report.accuracy:.2f} %: the mean softmax of the final models "
@@ -151,5 +152,8 @@ def evaluate_top_trials(
         run.safely("confusion matrix", client.log_dict, run.id,
                    {"labels": list(EMOTIONS), **report.__dict__},
                    "evaluation/confusion_ensemble.json")  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="fer-sweep-ensemble-") as tmp:
+            path = predictions.save(scored, Path(tmp) / predictions.FILE)
+            run.safely("predictions", client.log_artifact, run.id, str(path), "evaluation")
     return EnsembleResult(study.study_name, trials, [r.run_id for r in rows], tta, report,
                           len(labels), run.id)  # fmt: skip

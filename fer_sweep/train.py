@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer_sweep import predictions
 from fer_sweep.augment import AffineAugment, augments
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import Dataset, stratified_subset
@@ -386,13 +387,25 @@ def train(
     eval_start = time.perf_counter()
     net = bare_network(model)
     net.save(workdir / FINAL_MODEL)
-    test_final = split_report(net, x_test, y_test)
-    if (workdir / BEST_WEIGHTS).exists():
-        net.load_weights(workdir / BEST_WEIGHTS)
-    test_best = split_report(net, x_test, y_test)
+
+    def best_weights() -> keras.Model:
+        if (workdir / BEST_WEIGHTS).exists():
+            net.load_weights(workdir / BEST_WEIGHTS)
+        return net
+
+    # Both test splits per image, final weights then the best epoch's (PrivateTest's accuracy
+    # is read from the same predictions).
+    scored = predictions.score_models({"final": net, "best": best_weights}, data)
+    private = scored.split("PrivateTest")
+    test_final = report_of(y_test, private.pred["final"])
+    test_best = report_of(y_test, private.pred["best"])
+    predictions.save(scored, workdir / predictions.FILE)
     eval_seconds = time.perf_counter() - eval_start
 
-    files = {f"model/{FINAL_MODEL}": workdir / FINAL_MODEL}
+    files = {
+        f"model/{FINAL_MODEL}": workdir / FINAL_MODEL,
+        predictions.ARTIFACT: workdir / predictions.FILE,
+    }
     if (workdir / BEST_WEIGHTS).exists():
         files[f"model/{BEST_WEIGHTS}"] = workdir / BEST_WEIGHTS
     if checkpoint_path(workdir).exists():  # model, optimizer and state: a run can go on

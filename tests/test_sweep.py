@@ -3,6 +3,7 @@
 import json
 import textwrap
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -134,6 +135,28 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert run.data.metrics[names.PRIVATE_FINAL] == pytest.approx(three.report.accuracy)
     assert "flip TTA" in run.info.run_name and "%" in run.data.tags["mlflow.note.content"]
+
+    # Per-image predictions: every trial logged its own, the ensembles theirs, and the ensemble
+    # of one predicts image for image what its trial's final weights did.
+    from fer_sweep import predictions
+
+    def logged(run_id: str) -> predictions.Predictions:
+        local = client.download_artifacts(run_id, predictions.ARTIFACT, str(tmp_path / run_id))
+        return predictions.load(local)
+
+    trial = logged(rows[0].run_id)
+    assert trial.variants == ["final", "best"] and list(trial.splits) == list(
+        predictions.TEST_SPLITS
+    )
+    private = trial.split("PrivateTest")
+    assert len(private.rows) == 60 and private.rows.dtype == np.int32
+    assert private.correct("final").mean() == pytest.approx(rows[0].private_final)
+    assert private.correct("best").mean() == pytest.approx(rows[0].private_at_best)
+    assert trial.dataset_sha256 == dataset.sha256
+    single = logged(alone.run_id).split("PrivateTest")
+    assert np.array_equal(single.rows, private.rows)
+    assert np.array_equal(single.pred["ensemble"], private.pred["final"])
+    assert logged(three.run_id).variants == ["ensemble+tta"]
 
 
 DIVERGE_AND_PRUNE = """
