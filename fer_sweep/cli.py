@@ -467,6 +467,32 @@ def reproduce(
     print(write_report(out, dataset, seeds=seed_list))
 
 
+predictions_app = typer.Typer(no_args_is_help=True, help="Per-image test predictions of runs.")
+app.add_typer(predictions_app, name="predictions")
+
+
+@predictions_app.command("backfill")
+def predictions_backfill(
+    folders: Annotated[
+        list[Path], typer.Argument(help="finished reproduction runs (results/work/RECIPE-seedN)")
+    ],
+    data: DataOpt = None,
+) -> None:
+    """Write predictions.npz (PublicTest and PrivateTest, final and best-epoch weights, plain
+    and with flip TTA) for runs that finished before runs wrote it."""
+    from fer_sweep.reproduce import RESULT_FILE
+
+    for folder in folders:  # every folder checked before the data and the models load
+        if not (folder / RESULT_FILE).is_file():
+            raise UserError(f"{folder}: no {RESULT_FILE}, so not a finished run's folder")
+    from fer_sweep.data import load_dataset
+    from fer_sweep.reproduce import backfill_predictions
+
+    dataset = load_dataset(data, cache_dir=_settings().cache_dir)
+    for folder in folders:
+        print(backfill_predictions(folder, dataset))
+
+
 def main(argv: list[str] | None = None) -> None:
     from fer_sweep.backend import keep_tensorflow_out, pool_tensorflow_memory
 

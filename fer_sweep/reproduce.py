@@ -30,8 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
+from fer_sweep import comparisons, predictions
+from fer_sweep.comparisons import Arm
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import Dataset
+from fer_sweep.errors import UserError
 from fer_sweep.thesis import TOP3
 
 RECIPES = ("thesis-top1", "thesis-top2", "thesis-top3")
@@ -80,8 +85,36 @@ def run_all(
             steps = math.ceil(int((dataset.split == 0).sum()) / config.batch_size)
             bar = [EpochProgress(config.epochs, steps)] if progress else []
             result = train(config, dataset, workdir=folder, callbacks=bar, stop_event=stop_event)
+            # Final and best-epoch weights, plain and with flip TTA, per image: the report's
+            # paired comparisons read them.
+            predictions.score_run(folder, dataset)
             (folder / RESULT_FILE).write_text(json.dumps(_result_record(result), indent=1))
             write_report(out)
+
+
+def backfill_predictions(folder: Path, dataset: Dataset) -> str:
+    """Write the per-image predictions of a run that finished before runs wrote them, and
+    say how its accuracies from them compare with its ``result.json``."""
+    from fer_sweep.data import stratified_subset
+
+    folder = Path(folder)
+    if not (folder / RESULT_FILE).is_file():
+        raise UserError(f"{folder}: no {RESULT_FILE}, so not a finished run's folder")
+    result = json.loads((folder / RESULT_FILE).read_text())
+    config = result["config"]
+    if config.get("subset"):
+        dataset = stratified_subset(dataset, config["subset"], seed=config["seed"])
+    path = predictions.score_run(folder, dataset)
+    private = predictions.load(path).split("PrivateTest")
+    said = ", ".join(
+        f"{label} {100 * private.correct(variant).mean():.2f} % "
+        f"(result.json: {100 * result[key]:.2f} %)"
+        for label, variant, key in (
+            ("final", "final", "private_final"),
+            ("at best epoch", "best", "private_at_best_epoch"),
+        )
+    )
+    return f"{path}: PrivateTest {said}"
 
 
 def _note_session(folder: Path) -> None:
@@ -259,28 +292,52 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def ensemble_dir(out: Path, seed: int) -> Path:
+    """Where the top-3 ensemble of ``seed`` keeps its per-image predictions."""
+    return Path(out) / "work" / f"top3-ensemble-seed{seed}"
+
+
+def _ensemble_predictions(out: Path, dataset: Dataset | None, seed: int):
+    """The top-3 ensemble of ``seed`` on PrivateTest (``ensemble`` and ``ensemble+tta``), read
+    from its predictions file, or scored from the three final models into it when all three
+    finished and ``dataset`` is given; None otherwise."""
+    from fer_sweep.train import FINAL_MODEL
+
+    path = ensemble_dir(out, seed) / predictions.FILE
+    if path.exists():
+        return predictions.load(path)
+    if dataset is None or not all((workdir(out, r, seed) / RESULT_FILE).exists() for r in RECIPES):
+        return None
+    from fer_sweep.ensemble import ensemble_probabilities
+
+    models = [workdir(out, r, seed) / FINAL_MODEL for r in RECIPES]
+    images, _ = dataset.arrays("PrivateTest")
+    scored = predictions.for_dataset(dataset, ("PrivateTest",))
+    for variant, tta in (("ensemble", False), ("ensemble" + predictions.TTA, True)):
+        scored.splits["PrivateTest"].add(variant, ensemble_probabilities(models, images, tta=tta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return predictions.load(predictions.save(scored, path))
+
+
 def _ensembles(out: Path, dataset: Dataset | None, seeds) -> list[tuple[int, float, float, str]]:
     """(seed, accuracy, accuracy with flip TTA, length) of the three recipes' final models,
     in %; length says whether all three ran the thesis's epochs."""
-    from fer_sweep.ensemble import ensemble_report
-    from fer_sweep.train import FINAL_MODEL
-
-    if dataset is None:
-        return []
-    images, labels = dataset.arrays("PrivateTest")
     found = []
     for seed in seeds:
-        models = [workdir(out, r, seed) / FINAL_MODEL for r in RECIPES]
-        if all((workdir(out, r, seed) / RESULT_FILE).exists() for r in RECIPES):
-            plain = ensemble_report(models, images, labels).accuracy
-            tta = ensemble_report(models, images, labels, tta=True).accuracy
-            full = all(
-                json.loads((workdir(out, r, seed) / RESULT_FILE).read_text())["config"]["epochs"]
-                == run_config(r, seed).epochs
-                for r in RECIPES
-            )
-            found.append((seed, 100 * plain, 100 * tta, "full" if full else "shortened"))
+        scored = _ensemble_predictions(out, dataset, seed)
+        if scored is None:
+            continue
+        private = scored.split("PrivateTest")
+        plain, tta = (private.correct(v).mean() for v in ("ensemble", "ensemble+tta"))
+        full = all(
+            _result(out, r, seed)["config"]["epochs"] == run_config(r, seed).epochs for r in RECIPES
+        )
+        found.append((seed, 100 * plain, 100 * tta, "full" if full else "shortened"))
     return found
+
+
+def _result(out: Path, recipe: str, seed: int) -> dict:
+    return json.loads((workdir(out, recipe, seed) / RESULT_FILE).read_text())
 
 
 def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> Path:
@@ -345,12 +402,137 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         lines += [f"| {s} | {n} | {a:.2f} | {t:.2f} |" for s, a, t, n in ens]
     else:
         lines.append("Not run yet: it needs all three recipes finished with the same seed.")
+    lines += ["", *_comparison_lines(out, rows, seeds)]
     if notes.exists():
         lines += ["", f"## Notes on the comparison (hand-written, `{NOTES}`)", "",
                   notes.read_text().strip()]  # fmt: skip
     lines += ["", f"![learning curves]({FIGURE})", ""]
     (out / REPORT).write_text("\n".join(lines))
     return out / REPORT
+
+
+def _run_predictions(out: Path, row: Row):
+    """A finished run's per-image predictions, or None when it has no file yet."""
+    path = workdir(out, row.recipe, row.seed) / predictions.FILE
+    return predictions.load(path) if path.exists() else None
+
+
+def _comparison_lines(out: Path, rows: list[Row], seeds) -> list[str]:
+    """Paired tests on the same PrivateTest images, from the runs' predictions files: each
+    run's final against its best-PublicTest epoch and flip TTA against plain; the recipes
+    against each other in the thesis's order; each ensemble against its best member."""
+    split = "PrivateTest"
+    lines = [
+        "## Paired comparisons on the same PrivateTest images",
+        "",
+        "From each run's `predictions.npz` (per-image predictions of its final and "
+        "best-epoch weights, plain and with flip TTA: the mean softmax of the image and "
+        "its mirror). " + comparisons.EXPLAIN,
+        "",
+    ]
+    ran = [r for r in rows if r.status == "finished" or r.status.startswith("shortened")]
+    scored = {(r.recipe, r.seed): _run_predictions(out, r) for r in ran}
+    missing = [r for r in ran if scored[(r.recipe, r.seed)] is None]
+
+    lines += [
+        "### Within each run: final against best-PublicTest epoch, flip TTA against plain",
+        "",
+    ]
+    pairs = []
+    for r in ran:
+        found = scored[(r.recipe, r.seed)]
+        if found is None:
+            continue
+        name = f"{r.recipe} seed {r.seed}" + ("" if r.status == "finished" else f" ({r.status})")
+
+        def arm(variant: str, label: str, found=found, name=name) -> Arm:
+            return Arm(f"{name}: {label}", found.correct(split, variant))
+
+        pairs += [
+            (arm("final", "final"), arm("best", f"best epoch ({r.best_epoch})")),
+            (arm("final+tta", "final + flip TTA"), arm("final", "final")),
+        ]
+    lines += comparisons.table(pairs) if pairs else ["No finished run has predictions yet."]
+    for r in missing:
+        folder = workdir(out, r.recipe, r.seed)
+        lines += [
+            "",
+            f"- {r.recipe} seed {r.seed}: no {predictions.FILE} yet; "
+            f"`python -m fer_sweep predictions backfill {folder}` writes it.",
+        ]
+
+    lines += [
+        "",
+        "### Between recipes: the thesis's order, top-1 > top-2 > top-3",
+        "",
+        "Final weights (Table 5.7's), every finished full-length seed of each recipe "
+        "that has predictions.",
+        "",
+    ]
+    arms: dict[str, Arm | None] = dict.fromkeys(RECIPES)
+    files = [f for f in scored.values() if f is not None]
+    for recipe in RECIPES:
+        found = [
+            scored[(r.recipe, r.seed)] for r in ran if r.recipe == recipe and r.status == "finished"
+        ]
+        # Paired against one reference file: every seed of every recipe, the same images.
+        correct = [
+            predictions.paired(files[0], f, split, "final", "final")[1]
+            for f in found
+            if f is not None
+        ]
+        if correct:
+            arms[recipe] = Arm(recipe, np.stack(correct))
+    order = [(a, b) for i, a in enumerate(RECIPES) for b in RECIPES[i + 1 :]]
+    ready = [(arms[a], arms[b]) for a, b in order if arms[a] is not None and arms[b] is not None]
+    if ready:
+        lines += comparisons.table(ready)
+        done = comparisons.compare_pairs(ready)
+        lines += [
+            "",
+            "The thesis's order on these runs (Holm-adjusted p < "
+            f"{comparisons.ALPHA}): "
+            + "; ".join(f"{c.a} above {c.b}: {comparisons.verdict(c)}" for c in done)
+            + ".",
+        ]
+    for a, b in order:
+        if arms[a] is None or arms[b] is None:
+            absent = " and ".join(x for x in (a, b) if arms[x] is None)
+            lines += [
+                f"- {a} against {b}: not run yet ({absent}: no finished full-length run "
+                "with predictions)."
+            ]
+
+    lines += [
+        "",
+        "### Each top-3 ensemble against its best member",
+        "",
+        "The member with the best PublicTest accuracy (chosen without PrivateTest), final "
+        "weights, against the ensemble of the three final models.",
+        "",
+    ]
+    pairs = []
+    for seed in seeds:
+        ens_path = ensemble_dir(out, seed) / predictions.FILE
+        members = [(scored.get((r, seed)), r) for r in RECIPES]
+        if not ens_path.exists() or any(m is None for m, _ in members):
+            continue
+        ens = predictions.load(ens_path)
+        best = max(RECIPES, key=lambda r: _result(out, r, seed)["public_best"])
+        member, e = predictions.paired(scored[(best, seed)], ens, split, "final", "ensemble")
+        e_tta = ens.correct(split, "ensemble+tta")
+        pairs += [
+            (Arm(f"seed {seed}: ensemble", e), Arm(f"seed {seed}: {best}", member)),
+            (Arm(f"seed {seed}: ensemble + flip TTA", e_tta), Arm(f"seed {seed}: ensemble", e)),
+        ]
+    lines += (
+        comparisons.table(pairs)
+        if pairs
+        else [
+            "Not run yet: it needs all three recipes finished with the same seed, with predictions."
+        ]
+    )
+    return lines
 
 
 def _left(rows: list[Row]) -> list[str]:

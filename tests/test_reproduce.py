@@ -4,8 +4,11 @@ import csv
 import json
 import statistics
 
+import numpy as np
 import pytest
 
+from fer_sweep import comparisons, predictions, stats
+from fer_sweep.errors import UserError
 from fer_sweep.reproduce import (
     FIGURE,
     NOTES,
@@ -14,6 +17,7 @@ from fer_sweep.reproduce import (
     SESSIONS_FILE,
     TABLE,
     collect,
+    ensemble_dir,
     run_all,
     sessions,
     workdir,
@@ -157,3 +161,100 @@ def test_a_gap_of_more_than_one_and_a_half_points_asks_for_a_reason(tmp_path):
     assert report.split(f"## Notes on the comparison (hand-written, `{NOTES}`)")[1].strip() == (
         "Traced to the augmentation.\n\n![learning curves](thesis-reproduction-curves.png)"
     )
+
+
+def _predictions(folder, n=200, variants=None, rows=None, split="PrivateTest"):
+    """A predictions.npz in ``folder`` whose variants are right on the given images."""
+    labels = np.arange(n) % 7
+    out = predictions.Predictions(
+        "ab" * 32,
+        {
+            split: predictions.SplitPredictions(
+                np.arange(n, dtype=np.int32) if rows is None else rows, labels.astype(np.uint8)
+            )
+        },
+    )
+    for variant, correct in variants.items():
+        pred = np.where(correct, labels, (labels + 1) % 7)
+        out.splits[split].add(variant, np.eye(7)[pred])
+    folder.mkdir(parents=True, exist_ok=True)
+    return predictions.save(out, folder / predictions.FILE)
+
+
+def _right(n_right, n=200):
+    return np.arange(n) < n_right
+
+
+def _run_variants(n_right):
+    """What a run's file holds: final and best-epoch weights, and final with flip TTA."""
+    return {"final": _right(n_right), "best": _right(n_right), "final+tta": _right(n_right)}
+
+
+def test_the_report_pairs_runs_on_their_per_image_predictions(tmp_path):
+    _finished_run(tmp_path, "thesis-top1", 0, 80, 0.67, 0.66)
+    final, best, tta = _right(134), _right(128), _right(140)  # 67 %, 64 %, 70 %
+    _predictions(
+        workdir(tmp_path, "thesis-top1", 0),
+        variants={"final": final, "best": best, "final+tta": tta},
+    )
+    _finished_run(tmp_path, "thesis-top1", 1, 80, 0.65, 0.65)  # finished before predictions
+
+    report = write_report(tmp_path, seeds=(0, 1)).read_text()
+    section = report.split("## Paired comparisons")[1].split("## Notes")[0]
+    # final against best epoch: 6 images only final gets right, none the other way round,
+    # so McNemar's p is 2 / 2^6; the same numbers as the statistics module's.
+    c = stats.compare(final, best)
+    assert (c.a_only, c.b_only, c.p) == (6, 0, pytest.approx(2 / 64))
+    assert (
+        f"| thesis-top1 seed 0: final | thesis-top1 seed 0: best epoch (77) | "
+        f"{comparisons.interval(stats.accuracy(final))} | "
+        f"{comparisons.interval(stats.accuracy(best))} | "
+        f"{comparisons.interval(c.difference, signed=True)} | 200 | 6 / 0 | McNemar exact | "
+        f"0.031 | 0.062 |"
+    ) in section  # Holm over the table's two rows: 2 x 2/64
+    assert "| thesis-top1 seed 0: final + flip TTA | thesis-top1 seed 0: final |" in section
+    assert (
+        "- thesis-top1 seed 1: no predictions.npz yet; `python -m fer_sweep predictions "
+        f"backfill {workdir(tmp_path, 'thesis-top1', 1)}` writes it."
+    ) in section
+    assert (
+        "- thesis-top1 against thesis-top2: not run yet (thesis-top2: no finished "
+        "full-length run with predictions)."
+    ) in section
+    assert "Not run yet: it needs all three recipes finished with the same seed" in section
+
+    # Once top-2 and top-3 have finished, the recipes are set against each other (top-1 over
+    # its seeds with predictions), and their ensemble against the member best on PublicTest.
+    _finished_run(tmp_path, "thesis-top2", 0, 80, 0.60, 0.60)
+    _predictions(workdir(tmp_path, "thesis-top2", 0), variants=_run_variants(120))
+    _finished_run(tmp_path, "thesis-top3", 0, 100, 0.50, 0.50)
+    _predictions(workdir(tmp_path, "thesis-top3", 0), variants=_run_variants(100))
+    _predictions(
+        ensemble_dir(tmp_path, 0), variants={"ensemble": _right(150), "ensemble+tta": _right(151)}
+    )
+    report = write_report(tmp_path, seeds=(0, 1)).read_text()
+    section = report.split("### Between recipes")[1]
+    assert "| thesis-top1 | thesis-top2 | 67.00 (" in section
+    assert (
+        "thesis-top1 above thesis-top2: holds; thesis-top1 above thesis-top3: holds; "
+        "thesis-top2 above thesis-top3: holds."
+    ) in section
+    assert "not run yet" not in section.split("### Each top-3")[0]
+    assert "| seed 0: ensemble | seed 0: thesis-top1 | 75.00 (" in section
+    assert "| 0 | full | 75.00 | 75.50 |" in report  # the ensemble table reads the same file
+
+
+def test_runs_scored_on_different_images_are_not_paired(tmp_path):
+    _finished_run(tmp_path, "thesis-top1", 0, 80, 0.67, 0.66)
+    _predictions(
+        workdir(tmp_path, "thesis-top1", 0),
+        variants={"final": _right(134), "best": _right(128), "final+tta": _right(1)},
+    )
+    _finished_run(tmp_path, "thesis-top2", 0, 80, 0.60, 0.60)
+    _predictions(
+        workdir(tmp_path, "thesis-top2", 0),
+        variants=_run_variants(120),
+        rows=np.arange(1, 201, dtype=np.int32),
+    )
+    with pytest.raises(UserError, match="different PrivateTest images"):
+        write_report(tmp_path, seeds=(0,))

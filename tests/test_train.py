@@ -4,9 +4,11 @@ import math
 import threading
 
 import keras
+import numpy as np
 import pytest
 
 from fer_sweep import metric_names as names
+from fer_sweep import predictions
 from fer_sweep.config import load_config
 from fer_sweep.runs import open_run
 from fer_sweep.settings import Settings
@@ -52,7 +54,17 @@ def test_tracked_run_logs_curves_params_and_artifacts(fer_dataset, tmp_path):
             "evaluation/learning_curves.png"} <= files  # fmt: skip
     models = {f.path for f in client.list_artifacts(run_id, "model")}
     assert models == {"model/final.keras", "model/best.weights.h5"}
-    assert set(result.files) == models | {"checkpoints/last"}
+    assert set(result.files) == models | {"checkpoints/last", "evaluation/predictions.npz"}
+    # Per image, final and best-epoch weights on both test splits; PrivateTest's accuracies
+    # are the ones the run reports.
+    assert "evaluation/predictions.npz" in files
+    scored = predictions.load(result.files["evaluation/predictions.npz"])
+    private = scored.split("PrivateTest")
+    assert private.correct("final").mean() == pytest.approx(result.test_final.accuracy)
+    assert private.correct("best").mean() == pytest.approx(result.test_best.accuracy)
+    public = scored.split("PublicTest")
+    assert np.array_equal(public.labels, fer_dataset.arrays("PublicTest")[1])
+    assert np.array_equal(public.rows, fer_dataset.row_numbers("PublicTest"))
     assert client.list_artifacts(run_id, "checkpoints/last")
     # PrivateTest after epoch 1, for the report: logged at its epoch, never used to select.
     at_epoch = client.get_metric_history(run_id, names.PRIVATE_AT_EPOCH)
