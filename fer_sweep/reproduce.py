@@ -432,9 +432,15 @@ def _comparison_lines(out: Path, rows: list[Row], seeds) -> list[str]:
     ]
     ran = [r for r in rows if r.status == "finished" or r.status.startswith("shortened")]
     scored = {(r.recipe, r.seed): _run_predictions(out, r) for r in ran}
-    missing = [r for r in ran if scored[(r.recipe, r.seed)] is None]
+    lines += _within_runs(out, ran, scored, split)
+    lines += _between_recipes(ran, scored, split)
+    lines += _ensembles_against_members(out, scored, split, seeds)
+    return lines
 
-    lines += [
+
+def _within_runs(out: Path, ran: list[Row], scored: dict, split: str) -> list[str]:
+    missing = [r for r in ran if scored[(r.recipe, r.seed)] is None]
+    lines = [
         "### Within each run: final against best-PublicTest epoch, flip TTA against plain",
         "",
     ]
@@ -460,8 +466,11 @@ def _comparison_lines(out: Path, rows: list[Row], seeds) -> list[str]:
             f"- {r.recipe} seed {r.seed}: no {predictions.FILE} yet; "
             f"`python -m fer_sweep predictions backfill {folder}` writes it.",
         ]
+    return lines
 
-    lines += [
+
+def _between_recipes(ran: list[Row], scored: dict, split: str) -> list[str]:
+    lines = [
         "",
         "### Between recipes: the thesis's order, top-1 > top-2 > top-3",
         "",
@@ -502,8 +511,11 @@ def _comparison_lines(out: Path, rows: list[Row], seeds) -> list[str]:
                 f"- {a} against {b}: not run yet ({absent}: no finished full-length run "
                 "with predictions)."
             ]
+    return lines
 
-    lines += [
+
+def _ensembles_against_members(out: Path, scored: dict, split: str, seeds) -> list[str]:
+    lines = [
         "",
         "### Each top-3 ensemble against its best member",
         "",
