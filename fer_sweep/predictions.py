@@ -190,14 +190,17 @@ def paired(
 def probabilities(model, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
     """Softmax outputs ``(n, 7)`` of ``model`` (a bare network) for raw images, averaged
     with each image's left-right mirror if ``tta``: the one scoring path of trials,
-    reproduction runs and ensembles."""
+    reproduction runs and ensembles. One ``predict`` call (the mirrors ride along), since
+    every call with new shapes costs the backend a retrace."""
     from fer_sweep.models import INPUT_SHAPE
 
     x = images.reshape(-1, *INPUT_SHAPE).astype("float32")
-    probs = model.predict(x, batch_size=256, verbose=0)
     if tta:
-        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2.0
-    return np.asarray(probs, dtype="float64")
+        x = np.concatenate([x, x[:, :, ::-1]])
+    probs = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype="float64")
+    if tta:
+        probs = (probs[: len(images)] + probs[len(images) :]) / 2.0
+    return probs
 
 
 def score_models(
@@ -208,15 +211,18 @@ def score_models(
     tta: bool = False,
 ) -> Predictions:
     """Predictions of each named model (a bare network, or a callable that returns one, so
-    weights can be swapped in between) on ``splits``; with ``tta`` also ``NAME+tta``."""
+    weights can be swapped in between) on ``splits``; with ``tta`` also ``NAME+tta``. Each
+    model scores the splits' images together, in one call."""
     out = for_dataset(dataset, splits)
+    images = [dataset.arrays(name)[0] for name in splits]
+    ends = np.cumsum([len(x) for x in images])[:-1]
+    together = np.concatenate(images)
     for variant, model in models.items():
         net = model() if callable(model) and not hasattr(model, "predict") else model
-        for name in splits:
-            images, _ = dataset.arrays(name)
-            out.splits[name].add(variant, probabilities(net, images))
-            if tta:
-                out.splits[name].add(variant + TTA, probabilities(net, images, tta=True))
+        for suffix, flip in [("", False)] + ([(TTA, True)] if tta else []):
+            probs = np.split(probabilities(net, together, tta=flip), ends)
+            for name, p in zip(splits, probs, strict=True):
+                out.splits[name].add(variant + suffix, p)
     return out
 
 
