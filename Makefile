@@ -24,6 +24,7 @@ help:
 	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
 	@echo "make best               the top 3 finished trials beside the thesis's top 3"
+	@echo "make report-STUDY       paired tests between a study's trials (e.g. report-dropout-smoke)"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
 	@echo "make bench              the throughput benchmark (vs reference, vs JAX, pooled vs malloc memory)"
 	@echo "make reproduce          the thesis's top 3 at full length, 3 seeds (resumable; hours a run on a CPU)"
@@ -52,6 +53,10 @@ format: $(STAMP)
 
 test: lint
 	$(PY) -m pytest $(ARGS)
+
+# report-STUDY: paired tests between the study's trials (e.g. make report-dropout-smoke).
+report-%: $(STAMP)
+	$(PY) -m fer_sweep report $* $(ARGS)
 
 $(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
 	$(PY) -m fer_sweep sweep $* $(if $(BUDGET),--budget $(BUDGET)) --jobs $(JOBS) $(if $(DATA),--data $(DATA)) $(ARGS)

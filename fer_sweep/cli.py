@@ -353,6 +353,36 @@ def best(
 
 
 @app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="the study (e.g. dropout-smoke)")],
+    format: Annotated[str, typer.Option(help="markdown | json")] = "markdown",
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Each configuration's accuracy with its 95 % interval, and paired tests between them on
+    the same test images (Holm-adjusted), logged to the study's MLflow run."""
+    if format not in ("markdown", "json"):
+        raise UserError(f"--format {format}: unknown format (known: markdown, json)")
+    import optuna
+
+    from fer_sweep import study_report
+    from fer_sweep.storage import open_storage
+
+    settings = _settings(storage=storage, tracking_uri=tracking_uri)
+    rdb = open_storage(settings)
+    rows = study_report.finished_trials(rdb, study)  # before MLflow and Keras load
+
+    from fer_sweep.tracking import connect
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per trial
+    client = connect(settings.tracking_uri)
+    built = study_report.build(client, rows, study)
+    run_id = study_report.log(client, optuna.load_study(study_name=study, storage=rdb), built)
+    print(built.to_json() if format == "json" else built.to_markdown())
+    print(f"logged to MLflow run {run_id} ({study_report.REPORT_DIR}/)", file=sys.stderr)
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(min=1, max=65535, help="port on 127.0.0.1")] = 5000,
     workers: Annotated[

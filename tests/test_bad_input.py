@@ -167,3 +167,23 @@ def test_unknown_study_is_one_line(tmp_path, command):
 )
 def test_ensemble_and_reproduce_options_are_checked_first(tmp_path, args, words):
     assert_one_line_error(run_cli(*args, cwd=tmp_path), words)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("report", "nope"), "no study 'nope'"),
+        (("report", "nope", "--format", "xml"), "--format xml"),
+        (("predictions", "backfill", "."), "no result.json"),
+    ],
+)
+def test_report_and_backfill_inputs_are_one_line(tmp_path, args, words):
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), words)
+
+
+def test_report_on_a_study_without_finished_trials_is_one_line(tmp_path):
+    sweep_file = Path(__file__).resolve().parents[1] / "sweeps" / "dropout.yaml"
+    created = run_cli("study", "create", str(sweep_file), "--budget", "smoke", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr[-2000:]
+    done = run_cli("report", "dropout-smoke", cwd=tmp_path)
+    assert_one_line_error(done, "dropout-smoke has no finished trial")

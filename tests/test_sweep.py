@@ -2,6 +2,7 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -157,6 +158,42 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert np.array_equal(single.rows, private.rows)
     assert np.array_equal(single.pred["ensemble"], private.pred["final"])
     assert logged(three.run_id).variants == ["ensemble+tta"]
+
+    # report: each trial's accuracies from its predictions, every pair tested on the images,
+    # logged under the study's run and linked from its note.
+    from fer_sweep import stats, study_report
+    from fer_sweep.describe import NOTE
+
+    built = study_report.build(
+        client, study_report.finished_trials(_storage(), "tiny-tiny"), "tiny-tiny"
+    )
+    assert [c.trial for c in built.configurations] == sorted(t.number for t in trials)
+    first = next(c for c in built.configurations if c.run_id == rows[0].run_id)
+    assert first.scores["PrivateTest/final"].value == pytest.approx(rows[0].private_final)
+    assert first.scores["PublicTest/best"].value == pytest.approx(rows[0].public_best)
+    pairs = built.comparisons["PrivateTest/final"]
+    assert len(pairs) == 3 and all(c.test == "McNemar exact" and c.images == 60 for c in pairs)
+    assert [c.p_holm for c in pairs] == pytest.approx(stats.holm([c.p for c in pairs]))
+    assert json.loads(built.to_json())["comparisons"]["PrivateTest/best"][0]["images"] == 60
+    assert "## Between configurations: PrivateTest, final weights" in built.to_markdown()
+    study_report.log(client, study, built)
+    logged_files = {f.path for f in client.list_artifacts(parent, "report")}
+    assert logged_files == {"report/report.md", "report/report-intervals.png"}
+    study_report.log(client, study, built)  # again: the note keeps one link
+    assert client.get_run(parent).data.tags[NOTE].count("report/report.md") == 1
+
+    # A trial whose predictions are gone (one that finished before trials stored them): one
+    # error that names it.
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    from fer_sweep.errors import UserError
+
+    artifacts = local_file_uri_to_path(client.get_run(rows[0].run_id).info.artifact_uri)
+    (Path(artifacts) / predictions.ARTIFACT).unlink()
+    with pytest.raises(UserError, match=f"trial {rows[0].trial} of study tiny-tiny: no "):
+        study_report.build(
+            client, study_report.finished_trials(_storage(), "tiny-tiny"), "tiny-tiny"
+        )
 
 
 DIVERGE_AND_PRUNE = """
