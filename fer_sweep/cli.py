@@ -370,16 +370,66 @@ def report(
 
     settings = _settings(storage=storage, tracking_uri=tracking_uri)
     rdb = open_storage(settings)
-    rows = study_report.finished_trials(rdb, study)  # before MLflow and Keras load
+    finished = study_report.finished_trials(rdb, study)  # before MLflow and Keras load
 
     from fer_sweep.tracking import connect
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per trial
     client = connect(settings.tracking_uri)
-    built = study_report.build(client, rows, study)
+    built = study_report.build(client, finished, study)
     run_id = study_report.log(client, optuna.load_study(study_name=study, storage=rdb), built)
     print(built.to_json() if format == "json" else built.to_markdown())
     print(f"logged to MLflow run {run_id} ({study_report.REPORT_DIR}/)", file=sys.stderr)
+
+
+@app.command("claims")
+def claims_command(
+    out: Annotated[Path, typer.Option(help="folder of the reproduction and the file")] = Path(
+        "results"
+    ),
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Write OUT/thesis-claims.md: each thesis conclusion a shipped sweep tests, its verdict
+    from the thesis-budget study, or the time it would take to run here."""
+    import optuna
+
+    from fer_sweep import claims, reproduce, study_report
+    from fer_sweep.storage import open_storage
+
+    settings = _settings(storage=storage, tracking_uri=tracking_uri)
+    rdb = open_storage(settings)
+    known = {s.study_name for s in optuna.get_all_study_summaries(rdb)}
+    verdicts, client = {}, None
+    for claim in claims.CLAIMS:
+        name = f"{claim.sweep}-thesis"
+        if name not in known:
+            continue
+        try:
+            finished = study_report.finished_trials(rdb, name)
+        except UserError:  # created, nothing finished yet: not run
+            continue
+        if client is None:
+            from fer_sweep.tracking import connect
+
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            client = connect(settings.tracking_uri)
+        built = study_report.build(client, finished, name)
+        verdicts[claim.section] = next(v for v in built.verdicts if v.claim == claim)
+    top1 = [r for r in reproduce.collect(out) if r.recipe == "thesis-top1" and r.pace]
+    pace = top1[0].pace if top1 else None
+    source = (
+        f"at thesis-top1 seed {top1[0].seed}'s measured {pace:.0f} s an epoch: Type C, "
+        "batch 64, on this machine's CPU; other architectures and batch sizes differ"
+        if pace
+        else ""
+    )
+    text = claims.claims_markdown(
+        verdicts, seconds_per_epoch=pace, pace_source=source, top3=reproduce.top3_verdict(out)
+    )
+    path = out / claims.CLAIMS_FILE
+    path.write_text(text)
+    print(path)
 
 
 @app.command()

@@ -478,20 +478,7 @@ def _between_recipes(ran: list[Row], scored: dict, split: str) -> list[str]:
         "that has predictions.",
         "",
     ]
-    arms: dict[str, Arm | None] = dict.fromkeys(RECIPES)
-    files = [f for f in scored.values() if f is not None]
-    for recipe in RECIPES:
-        found = [
-            scored[(r.recipe, r.seed)] for r in ran if r.recipe == recipe and r.status == "finished"
-        ]
-        # Paired against one reference file: every seed of every recipe, the same images.
-        correct = [
-            predictions.paired(files[0], f, split, "final", "final")[1]
-            for f in found
-            if f is not None
-        ]
-        if correct:
-            arms[recipe] = Arm(recipe, np.stack(correct))
+    arms = _recipe_arms(ran, scored, split)
     order = [(a, b) for i, a in enumerate(RECIPES) for b in RECIPES[i + 1 :]]
     ready = [(arms[a], arms[b]) for a, b in order if arms[a] is not None and arms[b] is not None]
     if ready:
@@ -512,6 +499,57 @@ def _between_recipes(ran: list[Row], scored: dict, split: str) -> list[str]:
                 "with predictions)."
             ]
     return lines
+
+
+def _recipe_arms(ran: list[Row], scored: dict, split: str) -> dict[str, Arm | None]:
+    """Each recipe's finished full-length seeds with predictions, as one arm (None: none)."""
+    arms: dict[str, Arm | None] = dict.fromkeys(RECIPES)
+    files = [f for f in scored.values() if f is not None]
+    for recipe in RECIPES:
+        found = [
+            scored[(r.recipe, r.seed)] for r in ran if r.recipe == recipe and r.status == "finished"
+        ]
+        # Paired against one reference file: every seed of every recipe, the same images.
+        correct = [
+            predictions.paired(files[0], f, split, "final", "final")[1]
+            for f in found
+            if f is not None
+        ]
+        if correct:
+            arms[recipe] = Arm(recipe, np.stack(correct))
+    return arms
+
+
+def top3_verdict(out: Path, seeds=(0, 1, 2)) -> str:
+    """The thesis's order top-1 > top-2 > top-3 on the finished runs, as two Markdown cells:
+    the verdict and what it rests on (or the hours the missing runs still need)."""
+    rows = collect(out, seeds=seeds)
+    ran = [r for r in rows if r.status == "finished"]
+    scored = {(r.recipe, r.seed): _run_predictions(out, r) for r in ran}
+    arms = _recipe_arms(ran, scored, "PrivateTest")
+    absent = [r for r in RECIPES if arms[r] is None]
+    if absent:
+        paces = [r.pace for r in rows if r.pace]
+        pace = statistics.median(paces) if paces else None
+        need = sum(run_config(r, 0).epochs for r in absent)
+        when = f"about {need * pace / 3600:.0f} h at {pace:.0f} s an epoch" if pace else "-"
+        return (
+            f"not run at the thesis's budget | {', '.join(absent)}: no finished run with "
+            f"predictions; one seed each needs {when} (`reproduce`)"
+        )
+    from fer_sweep.claims import CONTRADICTED, HOLDS, NOT_SUPPORTED
+
+    order = [(arms[a], arms[b]) for i, a in enumerate(RECIPES) for b in RECIPES[i + 1 :]]
+    words = [comparisons.verdict(c) for c in comparisons.compare_pairs(order)]
+    seeds_of = ", ".join(f"{r} {arms[r].correct.shape[0]}" for r in RECIPES)
+    verdict = (
+        CONTRADICTED
+        if "contradicted" in words
+        else HOLDS
+        if all(w == "holds" for w in words)
+        else NOT_SUPPORTED
+    )
+    return f"{verdict} | the reproduction's full-length runs (seeds: {seeds_of})"
 
 
 def _ensembles_against_members(out: Path, scored: dict, split: str, seeds) -> list[str]:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fer_sweep import comparisons, predictions, stats
+from fer_sweep import claims, comparisons, predictions, stats
 from fer_sweep.comparisons import Arm
 from fer_sweep.errors import UserError, first_line
 
@@ -46,6 +46,7 @@ class Configuration:
     run_id: str
     scores: dict[str, stats.Estimate]  # "SPLIT/WEIGHTS" -> accuracy with its interval
     predictions: predictions.Predictions
+    params: dict = field(default_factory=dict)  # what its sampler chose (arms by their label)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class StudyReport:
     budget: str
     configurations: list[Configuration]
     comparisons: dict[str, list[stats.Comparison]]  # "PrivateTest/final" -> pairs
+    verdicts: list[claims.Verdict] = field(default_factory=list)  # the claims it tests
 
     def to_json(self) -> str:
         return json.dumps(
@@ -70,6 +72,16 @@ class StudyReport:
                     for c in self.configurations
                 ],
                 "comparisons": {k: [asdict(c) for c in v] for k, v in self.comparisons.items()},
+                "claims": [
+                    {
+                        "section": v.claim.section,
+                        "quote": v.claim.quote,
+                        "verdict": v.verdict,
+                        "rests_on": v.why,
+                        "comparisons": [asdict(c) for c in v.comparisons],
+                    }
+                    for v in self.verdicts
+                ],
             },
             indent=2,
         )
@@ -102,24 +114,64 @@ class StudyReport:
                 lines.append(
                     comparisons.row(c, by_label[c.a].scores[key], by_label[c.b].scores[key])
                 )
+        lines += ["", *verdict_lines(self.verdicts)]
         lines += ["", f"![intervals]({FIGURE})", ""]
         return "\n".join(lines)
 
 
-def finished_trials(storage, study: str) -> list:
+def verdict_lines(verdicts: list[claims.Verdict]) -> list[str]:
+    """The thesis's conclusions a study tests, each with its verdict and what it rests on."""
+    lines = ["## The thesis's conclusions this study tests", ""]
+    if not verdicts:
+        return [*lines, "None of the thesis's conclusions in `fer_sweep/claims.py`."]
+    lines += [
+        f"PrivateTest, final weights; {claims.HOLDS!r} needs every pair above in the "
+        f"claimed direction at Holm-adjusted p < {comparisons.ALPHA}.",
+        "",
+        "| section | the thesis says | verdict | effects, points (95 % CI) | rests on |",
+        "|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        effects = (
+            "; ".join(
+                f"{c.a} - {c.b}: {comparisons.interval(c.difference, signed=True)}"
+                for c in v.comparisons
+            )
+            or "-"
+        )
+        lines.append(f"| {v.claim.section} | {v.claim.quote} | {v.verdict} | {effects} | {v.why} |")
+    return lines
+
+
+@dataclass
+class Finished:
+    """A study's complete trials: ranked rows, each trial's sampled params, its sweep."""
+
+    rows: list
+    params: dict[int, dict]
+    sweep: str
+
+
+def finished_trials(storage, study: str) -> Finished:
     """The complete trials of ``study`` (:class:`fer_sweep.ranking.Ranked` rows); an unknown
     study or one without a complete trial is a :class:`UserError`. Light: nothing here loads
     MLflow or Keras, so a bad study name is one line at once."""
+    import optuna
+
     from fer_sweep.ranking import rank_trials
+    from fer_sweep.study import plan_of
 
     rows = rank_trials(storage, study=study, top=10**9).groups[0].rows
     if not rows:
         raise UserError(f"study {study} has no finished trial to report on")
-    return rows
+    loaded = optuna.load_study(study_name=study, storage=storage)
+    params = {t.number: dict(t.params) for t in loaded.get_trials(deepcopy=False)}
+    return Finished(rows, params, plan_of(loaded).spec.name)
 
 
-def build(client, rows: list, study: str) -> StudyReport:
-    """The report of ``study`` from its complete trials' (``rows``) logged predictions."""
+def build(client, finished: Finished, study: str) -> StudyReport:
+    """The report of ``study`` from its complete trials' logged predictions."""
+    rows = finished.rows
     configs = []
     with tempfile.TemporaryDirectory(prefix="fer-sweep-report-") as tmp:
         for r in sorted(rows, key=lambda r: r.trial):
@@ -132,14 +184,23 @@ def build(client, rows: list, study: str) -> StudyReport:
                     configs[0].predictions if configs else found, found, split, weights, weights
                 )[1]
                 scores[f"{split}/{weights}"] = stats.accuracy(correct)
-            configs.append(Configuration(r.trial, label, r.run_id, scores, found))
+            configs.append(
+                Configuration(
+                    r.trial, label, r.run_id, scores, found, finished.params.get(r.trial, {})
+                )
+            )
     done = {}
     for key in ("PrivateTest/final", "PrivateTest/best"):
         split, weights = key.split("/")
         arms = [Arm(c.label, c.predictions.correct(split, weights)) for c in configs]
         pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1 :]]
         done[key] = comparisons.compare_pairs(pairs)
-    return StudyReport(study, rows[0].budget, configs, done)
+    epochs = min(r.epochs for r in rows)
+    verdicts = [
+        claims.judge(c, configs, budget=rows[0].budget, epochs=epochs)
+        for c in claims.claims_of(finished.sweep)
+    ]
+    return StudyReport(study, rows[0].budget, configs, done, verdicts)
 
 
 def _trial_predictions(client, row, tmp: Path) -> predictions.Predictions:
