@@ -90,3 +90,20 @@ def test_every_pair_of_a_claim_must_hold():
         "model=Type C + ELU, bn_position=after",
     ]
     assert v.verdict == claims.NOT_SUPPORTED  # Type A's holds, Type C's shows nothing
+
+
+def test_the_claims_file_forecasts_what_has_not_run():
+    text = claims.claims_markdown(
+        {},
+        seconds_per_epoch=500.0,
+        pace_source="at 500 s an epoch",
+        top3="not run at the thesis's budget | -",
+    )
+    # momentum: 4 arms of 100 epochs on all images at 500 s an epoch = 55.6 h.
+    assert (
+        "| 5.3.3 | With a momentum rate of 0.95, we can outperform the performance of the "
+        "standard default setting of 0.9. | `momentum` | not run at the thesis's budget | "
+        "`sweep momentum --budget thesis`: about 56 h of training here (at 500 s an "
+        "epoch) |"
+    ) in text
+    assert "| 5.3.8 |" in text and text.count("not run at the thesis's budget") == 6

@@ -20,6 +20,7 @@ from fer_sweep.reproduce import (
     ensemble_dir,
     run_all,
     sessions,
+    top3_verdict,
     workdir,
     write_report,
 )
@@ -222,6 +223,10 @@ def test_the_report_pairs_runs_on_their_per_image_predictions(tmp_path):
         "full-length run with predictions)."
     ) in section
     assert "Not run yet: it needs all three recipes finished with the same seed" in section
+    assert top3_verdict(tmp_path, seeds=(0, 1)) == (
+        "not run at the thesis's budget | thesis-top2, thesis-top3: no finished run with "
+        "predictions; one seed each needs about 25 h at 500 s an epoch (`reproduce`)"
+    )
 
     # Once top-2 and top-3 have finished, the recipes are set against each other (top-1 over
     # its seeds with predictions), and their ensemble against the member best on PublicTest.
@@ -242,6 +247,11 @@ def test_the_report_pairs_runs_on_their_per_image_predictions(tmp_path):
     assert "not run yet" not in section.split("### Each top-3")[0]
     assert "| seed 0: ensemble | seed 0: thesis-top1 | 75.00 (" in section
     assert "| 0 | full | 75.00 | 75.50 |" in report  # the ensemble table reads the same file
+    # The claims file's verdict on the thesis's order, from the same files.
+    assert top3_verdict(tmp_path, seeds=(0, 1)) == (
+        "holds | the reproduction's full-length runs (seeds: thesis-top1 1, thesis-top2 1, "
+        "thesis-top3 1)"
+    )
 
 
 def test_runs_scored_on_different_images_are_not_paired(tmp_path):
