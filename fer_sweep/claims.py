@@ -31,11 +31,14 @@ class Claim:
     quote: str  # the thesis's sentence, verbatim
     sweep: str  # the file in sweeps/ that tests it
     pairs: tuple[tuple[Mapping[str, str], Mapping[str, str]], ...]  # (above, below) arms
-    epochs: int  # what the thesis trained for it
 
     @property
-    def label(self) -> str:
-        return f"{self.section}: {self.quote}"
+    def epochs(self) -> int:
+        """What the thesis trained its arms for: the sweep's ``thesis`` budget."""
+        from fer_sweep.plan import make_plan
+        from fer_sweep.sweepfile import load_sweep
+
+        return min(t.config.epochs for t in make_plan(load_sweep(self.sweep), "thesis").trials)
 
 
 def _each(param: str, above: str, below: Sequence[str], **fixed: str):
@@ -54,14 +57,12 @@ CLAIMS: tuple[Claim, ...] = (
         "Data Augmentation techniques significantly improves the model’s accuracy.",
         "augmentation",
         _each("augmentation", "all (augment + rescale)", ["none (rescale kept)"]),
-        100,
     ),
     Claim(
         "5.3.2",
         "Dropout layer improves the overall architecture protecting from overfitting.",
         "dropout_on_off",
         _each("dropout", "on (0.25 conv / 0.5 FC)", ["off"]),
-        100,
     ),
     Claim(
         "5.3.3",
@@ -69,7 +70,6 @@ CLAIMS: tuple[Claim, ...] = (
         "standard default setting of 0.9.",
         "momentum",
         _each("momentum_update", "Nesterov 0.95", ["Nesterov 0.9"]),
-        100,
     ),
     Claim(
         "5.3.4",
@@ -78,14 +78,12 @@ CLAIMS: tuple[Claim, ...] = (
         "bn_position",
         _each("bn_position", "after", ["before"], model="Type A + ReLU")
         + _each("bn_position", "after", ["before"], model="Type C + ELU"),
-        100,
     ),
     Claim(
         "5.3.5",
         "We conclude the predominance of Type C model architecture in any case.",
         "architecture",
         tuple(p for setup in _ARCH_SETUPS for p in _each("arch", "C", "ABDEF", setup=setup)),
-        100,
     ),
 )
 
@@ -102,9 +100,12 @@ def claims_of(sweep: str) -> list[Claim]:
     return [c for c in CLAIMS if c.sweep == sweep]
 
 
-def judge(claim: Claim, configurations: Sequence, *, budget: str, epochs: int) -> Verdict:
+def judge(
+    claim: Claim, configurations: Sequence, *, budget: str, epochs: int, subset: int = 0
+) -> Verdict:
     """The verdict on ``claim`` from a study's configurations (each with ``params``, a
-    ``label`` and ``predictions``), trained ``epochs`` epochs at ``budget``."""
+    ``label`` and ``predictions``), trained ``epochs`` epochs at ``budget`` on ``subset``
+    images per split (0: all)."""
     pairs, missing = [], []
     for above, below in claim.pairs:
         a, b = _find(configurations, above), _find(configurations, below)
@@ -125,7 +126,15 @@ def judge(claim: Claim, configurations: Sequence, *, budget: str, epochs: int) -
         )
     done = tuple(comparisons.compare_pairs(pairs))
     words = [comparisons.verdict(c) for c in done]
-    rests = f"budget {budget}, {epochs} epochs, one seed per arm"
+    images = f" on {subset} images per split" if subset else ""
+    rests = f"budget {budget}, {epochs} epochs{images}, one seed per arm"
+    if subset:
+        return Verdict(
+            claim,
+            NOT_SUPPORTED,
+            f"{rests}: a subset, not the thesis's whole dataset, so no verdict on the claim",
+            done,
+        )
     if epochs < claim.epochs:
         return Verdict(
             claim,

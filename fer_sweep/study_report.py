@@ -195,9 +195,9 @@ def build(client, finished: Finished, study: str) -> StudyReport:
         arms = [Arm(c.label, c.predictions.correct(split, weights)) for c in configs]
         pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1 :]]
         done[key] = comparisons.compare_pairs(pairs)
-    epochs = min(r.epochs for r in rows)
+    epochs, subset = min(r.epochs for r in rows), max(r.subset for r in rows)
     verdicts = [
-        claims.judge(c, configs, budget=rows[0].budget, epochs=epochs)
+        claims.judge(c, configs, budget=rows[0].budget, epochs=epochs, subset=subset)
         for c in claims.claims_of(finished.sweep)
     ]
     return StudyReport(study, rows[0].budget, configs, done, verdicts)

@@ -66,6 +66,8 @@ def test_a_short_budget_never_gives_a_verdict_and_says_why():
     v = claims.judge(MOMENTUM, better, budget="quick", epochs=10)
     assert v.verdict == claims.NOT_SUPPORTED and len(v.comparisons) == 1
     assert "10 epochs" in v.why and "shorter than the thesis's 100 epochs" in v.why
+    v = claims.judge(MOMENTUM, better, budget="slice", epochs=100, subset=7000)
+    assert v.verdict == claims.NOT_SUPPORTED and "7000 images per split" in v.why
 
 
 def test_an_arm_the_study_lacks_is_named():
