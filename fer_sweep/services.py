@@ -338,13 +338,20 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 
 
 def start_mlflow(
-    root: Path, backend: str, port: int, *, db_password: str, admin_password: str, workers: int = 2
+    root: Path,
+    backend: str,
+    port: int,
+    *,
+    admin_password: str,
+    db_password: str | None = None,
+    workers: int = 2,
 ) -> int:
     """Start ``mlflow server`` with MLflow's basic-auth app on 127.0.0.1:``port`` (artifacts in
     ``root/artifacts``, users in ``root/basic_auth.db``).
 
-    The database password and the admin's password reach it through its environment; the
-    admin (``admin``) is created with ``admin_password`` on the first start.
+    The database password (of a PostgreSQL ``backend``) and the admin's password reach it
+    through its environment; the admin (``admin``) is created with ``admin_password`` on the
+    first start.
     """
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -375,7 +382,7 @@ def start_mlflow(
     ]
     env = {
         **os.environ,
-        PG_PASSWORD_ENV: db_password,
+        **({PG_PASSWORD_ENV: db_password} if db_password else {}),
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
         "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN,
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
