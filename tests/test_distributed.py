@@ -265,10 +265,15 @@ def test_workers_with_the_credentials_finish_the_study_one_killed(
         assert killed_trial is not None, procs["a"][1].read_text()[-3000:]
         # Both workers are training, the servers serving them: no password in any command line.
         leaked, ps_lines = secrets_in_command_lines(secrets)
+        # This test's own processes, by pid and folder: ps lists the whole machine's, where
+        # another checkout's test may run workers of the same study name.
+        pids = {str(procs[name][0].pid) for name in ("a", "b")}
         running = {
-            "worker": [x for x in ps_lines if f"-m fer_sweep worker --study {STUDY}" in x],
-            "mlflow server": [x for x in ps_lines if "mlflow server --app-name basic-auth" in x],
-            "postgres": [x for x in ps_lines if f"-p {stack.pg_port}" in x],
+            "worker": [x for x in ps_lines if x.split()[1] in pids and " worker --study " in x],
+            "mlflow server": [
+                x for x in ps_lines if "--app-name basic-auth" in x and stack.dir in x
+            ],
+            "postgres": [x for x in ps_lines if f"-p {stack.pg_port}" in x and stack.dir in x],
         }
         assert leaked == [], leaked
         assert len(running["worker"]) == 2 and running["mlflow server"] and running["postgres"]
