@@ -30,7 +30,7 @@ help:
 	@echo "make reproduce          the thesis's top 3 at full length, 3 seeds (resumable; hours a run on a CPU)"
 	@echo "make docs-screenshots   screenshots of the MLflow UI (docs/img/) from mlruns/"
 	@echo "any target: BACKEND=jax to train on JAX (a GPU machine: see README)"
-	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1 (state in .services/)"
+	@echo "make services           PostgreSQL + MLflow server on 127.0.0.1, with passwords (source .services/env)"
 	@echo "make services-stop      stop them (their data stays in .services/)"
 	@echo "make test-distributed   only the multi-worker test (real PostgreSQL + MLflow server)"
 	@echo "sweeps: $(SWEEPS)"

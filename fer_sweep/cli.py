@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import typer  # noqa: E402
 
 from fer_sweep.errors import UserError  # noqa: E402
+from fer_sweep.redact import mask_logs_and_tracebacks, redact  # noqa: E402
 from fer_sweep.ui import DEFAULT_WORKERS as UI_WORKERS  # noqa: E402
 
 app = typer.Typer(
@@ -149,7 +150,7 @@ def train(
                      artifact_root=settings.artifact_root,
                      tags=None if resume else source_tags(command)) as run,
         ):  # fmt: skip
-            print(f"MLflow run {run.id} ({client.tracking_uri})", file=sys.stderr)
+            print(f"MLflow run {run.id} ({redact(client.tracking_uri)})", file=sys.stderr)
             result = tracked_train(cfg, dataset, run=run, workdir=settings.workdir(
                 f"train/{run.id}"), progress=progress, stop_event=stop)  # fmt: skip
     except TrainingInterrupted as stopped:
@@ -576,6 +577,7 @@ def predictions_backfill(
 def main(argv: list[str] | None = None) -> None:
     from fer_sweep.backend import keep_tensorflow_out, pool_tensorflow_memory
 
+    mask_logs_and_tracebacks()
     keep_tensorflow_out()
     pool_tensorflow_memory()
     try:

@@ -10,9 +10,15 @@ them (see the README's "many machines" section)::
     python -m fer_sweep.services status|stop [--dir .services]
     python -m fer_sweep.services install     # apt-get install postgresql, if it is missing
 
-``start`` prints the two URLs and writes them to ``DIR/env`` (``source .services/env`` sets
-``FER_SWEEP_STORAGE`` and ``MLFLOW_TRACKING_URI``). The cluster trusts local connections
-(loopback only); a shared server needs a password in the URL instead.
+Only those given the credentials get in. The cluster asks every connection for the password
+of its one user (scram-sha-256, local and TCP alike); the MLflow server runs MLflow's
+basic-auth app, whose admin is the only user it starts with. ``start`` generates both secrets
+the first time and writes them, with the two URLs, only to ``DIR/env`` (mode 0600):
+``source .services/env`` sets ``FER_SWEEP_STORAGE`` and ``MLFLOW_TRACKING_URI`` (neither holds
+a password), ``PGPASSWORD`` (read by libpq) and ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` (read by MLflow's client). The servers get their secrets through
+their environment, never their command lines, so ``ps`` shows none; a later ``start`` reads
+them back from ``DIR/env``.
 
 PostgreSQL refuses to run as root: as root the cluster belongs to the ``postgres`` user that
 the Debian package creates, so ``DIR`` must be a folder that user can reach.
@@ -25,6 +31,8 @@ import glob
 import json
 import os
 import pwd
+import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -36,11 +44,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fer_sweep.errors import UserError
+from fer_sweep.redact import mask_logs_and_tracebacks
 
 PG_USER = "fer_sweep"
 DATABASES = ("optuna", "mlflow")
 DEFAULT_DIR = Path(".services")
 STATE_FILE = "services.json"
+ENV_FILE = "env"
+MLFLOW_ADMIN = "admin"
+# The variables of DIR/env that hold secrets (libpq's and MLflow's client's own names).
+PG_PASSWORD_ENV = "PGPASSWORD"
+MLFLOW_USER_ENV = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 
 
 @dataclass
@@ -65,6 +80,36 @@ class Services:
     def tracking_uri(self) -> str:
         """The MLflow server's URL (``--tracking-uri``)."""
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+
+def new_secret() -> str:
+    """A generated password: 32 URL-safe characters (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def read_env(root: Path = DEFAULT_DIR) -> dict[str, str]:
+    """The variables ``start`` wrote to ``root/env`` (empty when it has not run there)."""
+    path = Path(root) / ENV_FILE
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            out[name] = value
+    return out
+
+
+def write_env(root: Path, values: dict[str, str]) -> Path:
+    """Write ``values`` as ``export NAME=VALUE`` lines to ``root/env``, readable by its owner
+    only (0600 from its creation on, and again if the file was there before)."""
+    path = Path(root) / ENV_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+    return path
 
 
 def free_port() -> int:
@@ -157,8 +202,12 @@ def _owner_ids() -> tuple[int, int] | None:
     return user.pw_uid, user.pw_gid
 
 
-def start_postgres(root: Path, port: int) -> None:
-    """Create (first time) and start the cluster in ``root/pgdata`` on 127.0.0.1:``port``."""
+def start_postgres(root: Path, port: int, password: str) -> None:
+    """Create (first time) and start the cluster in ``root/pgdata`` on 127.0.0.1:``port``.
+
+    Its one user, ``fer_sweep``, has ``password``; every connection is asked for it
+    (scram-sha-256). initdb reads it from a file that is removed at once.
+    """
     bindir = postgres_bin()
     if bindir is None:
         raise UserError("PostgreSQL is not installed (run: python -m fer_sweep.services install)")
@@ -168,8 +217,32 @@ def start_postgres(root: Path, port: int) -> None:
         data.mkdir(parents=True, exist_ok=True)
         if owner:
             os.chown(data, *owner)
-        _run(_as_owner([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER,
-                        "--auth=trust", "-E", "UTF8", "--locale=C"]), "initdb")  # fmt: skip
+        pwfile = root / ".initdb-password"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        if owner:
+            os.chown(pwfile, *owner)
+        try:
+            _run(
+                _as_owner(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        PG_USER,
+                        "--auth=scram-sha-256",
+                        f"--pwfile={pwfile}",
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                    ]
+                ),
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
     log = root / "postgres.log"
     log.touch()
     if owner:
@@ -178,25 +251,65 @@ def start_postgres(root: Path, port: int) -> None:
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
     _run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
                     "-w", "-t", "60", "start"]), f"starting PostgreSQL (see {log})")  # fmt: skip
-    _create_databases(port)
+    hba = data / "pg_hba.conf"
+    trusting = _trusts(hba)
+    _create_databases(port, password, trusting=trusting)
+    if trusting:
+        # Made by an older fer-sweep with --auth=trust: from now on it asks for the password.
+        lines = hba.read_text().splitlines(keepends=True)
+        hba.write_text("".join(_scram(line) for line in lines))
+        _run(
+            _as_owner([str(bindir / "pg_ctl"), "-D", str(data), "reload"]),
+            "reloading PostgreSQL's pg_hba.conf",
+        )
 
 
-def _create_databases(port: int) -> None:
+def _rule(line: str) -> list[str]:
+    """The words of a pg_hba.conf rule (none for a comment or a blank line)."""
+    return line.split("#", 1)[0].split()
+
+
+def _trusts(hba: Path) -> bool:
+    """Whether any rule of ``hba`` lets a connection in without a password."""
+    return any(_rule(line)[-1:] == ["trust"] for line in hba.read_text().splitlines())
+
+
+def _scram(line: str) -> str:
+    words = _rule(line)
+    if words[-1:] != ["trust"]:
+        return line
+    return " ".join([*words[:-1], "scram-sha-256"]) + "\n"
+
+
+def _create_databases(port: int, password: str, *, trusting: bool = False) -> None:
     import psycopg2
 
     conn = None
     for _ in range(30):
         try:
-            conn = psycopg2.connect(host="127.0.0.1", port=port, user=PG_USER,
-                                    dbname="postgres", connect_timeout=5)  # fmt: skip
+            conn = psycopg2.connect(
+                host="127.0.0.1",
+                port=port,
+                user=PG_USER,
+                password=password,
+                dbname="postgres",
+                connect_timeout=5,
+            )
             break
-        except psycopg2.OperationalError:
+        except psycopg2.OperationalError as err:
+            if "password" in str(err):  # up, and refusing this password: waiting won't help
+                raise UserError(
+                    f"PostgreSQL on 127.0.0.1:{port} refused the password in {ENV_FILE}: "
+                    f"{str(err).strip().splitlines()[-1]}"
+                ) from None
             time.sleep(1)
     if conn is None:
         raise UserError(f"PostgreSQL on 127.0.0.1:{port} does not answer")
     conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
     try:
         with conn.cursor() as cur:
+            if trusting:  # a cluster from before passwords: give its user one first
+                cur.execute(f"ALTER ROLE {PG_USER} PASSWORD %s", (password,))
             for name in DATABASES:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cur.fetchone() is None:
@@ -214,15 +327,72 @@ def stop_postgres(root: Path) -> None:
                               "-t", "60", "stop"]), capture_output=True, timeout=90)  # fmt: skip
 
 
-def start_mlflow(root: Path, backend: str, port: int, *, workers: int = 2) -> int:
-    """Start ``mlflow server`` on 127.0.0.1:``port`` (artifacts in ``root/artifacts``)."""
+AUTH_CONFIG = """\
+[mlflow]
+# Written by fer_sweep.services. The admin's name and first password come from the
+# environment of the server (MLFLOW_AUTH_ADMIN_USERNAME / _PASSWORD), never from this file.
+default_permission = READ
+database_uri = sqlite:///{database}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
+
+
+def start_mlflow(
+    root: Path,
+    backend: str,
+    port: int,
+    *,
+    admin_password: str,
+    db_password: str | None = None,
+    workers: int = 2,
+) -> int:
+    """Start ``mlflow server`` with MLflow's basic-auth app on 127.0.0.1:``port`` (artifacts in
+    ``root/artifacts``, users in ``root/basic_auth.db``).
+
+    The database password (of a PostgreSQL ``backend``) and the admin's password reach it
+    through its environment; the admin (``admin``) is created with ``admin_password`` on the
+    first start.
+    """
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-           "--serve-artifacts", "--artifacts-destination", str(artifacts),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    auth_config = root / "basic_auth.ini"
+    users = root / "basic_auth.db"
+    auth_config.write_text(AUTH_CONFIG.format(database=users))
+    # The users' password hashes: for the owner's eyes only (SQLite takes an empty file as new).
+    os.close(os.open(users, os.O_WRONLY | os.O_CREAT, 0o600))
+    users.chmod(0o600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    env = {
+        **os.environ,
+        **({PG_PASSWORD_ENV: db_password} if db_password else {}),
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        # The auth app's CSRF key for the UI's forms; one server, so one per start will do.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": new_secret(),
+    }
     log = open(root / "mlflow.log", "ab")  # noqa: SIM115 - the server owns it
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     log.close()
     url = f"http://127.0.0.1:{port}/health"
     deadline = time.time() + 180  # the first start creates MLflow's schema
@@ -266,16 +436,34 @@ def start(root: Path = DEFAULT_DIR, *, pg_port: int | None = None,
         raise UserError(f"services already started in {root} (stop them first)")
     pg_port = pg_port or free_port()
     svc = Services(str(root), pg_port, mlflow_port or free_port(), 0)
+    # The secrets of an earlier start (the cluster and the users keep them), else new ones.
+    known = read_env(root)
+    db_password = known.get(PG_PASSWORD_ENV) or new_secret()
+    admin_password = known.get(MLFLOW_PASSWORD_ENV) or new_secret()
+    # Written before anything starts, so that a start that fails half-way loses no secret.
+    write_env(
+        root,
+        {
+            "FER_SWEEP_STORAGE": svc.storage,
+            PG_PASSWORD_ENV: db_password,
+            "MLFLOW_TRACKING_URI": svc.tracking_uri,
+            MLFLOW_USER_ENV: known.get(MLFLOW_USER_ENV) or MLFLOW_ADMIN,
+            MLFLOW_PASSWORD_ENV: admin_password,
+        },
+    )
     try:
-        start_postgres(root, pg_port)
-        svc.mlflow_pid = start_mlflow(root, svc.mlflow_backend, svc.mlflow_port)
+        start_postgres(root, pg_port, db_password)
+        svc.mlflow_pid = start_mlflow(
+            root,
+            svc.mlflow_backend,
+            svc.mlflow_port,
+            db_password=db_password,
+            admin_password=admin_password,
+        )
     except BaseException:
         stop_postgres(root)
         raise
     (root / STATE_FILE).write_text(json.dumps(asdict(svc)))
-    (root / "env").write_text(
-        f"export FER_SWEEP_STORAGE={svc.storage}\nexport MLFLOW_TRACKING_URI={svc.tracking_uri}\n"
-    )
     return svc
 
 
@@ -302,13 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-port", type=int, default=5433)
     parser.add_argument("--mlflow-port", type=int, default=5001)
     args = parser.parse_args(argv)
+    mask_logs_and_tracebacks()
     try:
         if args.action == "install":
             print(f"PostgreSQL binaries: {install_postgres()}")
         elif args.action == "start":
             svc = start(args.dir, pg_port=args.pg_port, mlflow_port=args.mlflow_port)
             print(f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri}\n"
-                  f"(source {args.dir}/env to use them by default; "
+                  f"(passwords in {args.dir}/{ENV_FILE}, mode 0600: source it to use both; "
                   f"python -m fer_sweep.services stop --dir {args.dir} stops them)")  # fmt: skip
         elif args.action == "stop":
             stop(args.dir)

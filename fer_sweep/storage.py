@@ -55,7 +55,13 @@ def open_storage(
             heartbeat_stale_trial_callback=on_stale,
         )
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors all mean "unreachable"
-        raise UserError(f"Optuna storage {url} is unreachable: {first_line(err)}") from None
+        reason = first_line(err)
+        if "password" in reason:  # libpq: "no password supplied", "password authentication failed"
+            raise UserError(
+                f"Optuna storage {url} refused the connection: {reason} (give the password "
+                "in $PGPASSWORD or a PGPASSFILE, ~/.pgpass by default)"
+            ) from None
+        raise UserError(f"Optuna storage {url} is unreachable: {reason}") from None
 
 
 def load_study(

@@ -11,6 +11,7 @@ import sys
 import threading
 from contextlib import nullcontext
 
+from fer_sweep.redact import redact
 from fer_sweep.settings import Settings
 from fer_sweep.space import SweepSpec
 from fer_sweep.study import create_or_resume, plan_of, summarize
@@ -50,8 +51,8 @@ def run_sweep(
     describe_study(client, plan.spec, plan.budget_name, parent)
     limit = timeout if timeout is not None else plan.timeout
     epochs = plan.spec.budget(plan.budget_name).epochs or plan.spec.base.get("epochs", 80)
-    print(f"study {study.study_name}: storage {settings.storage}, MLflow {client.tracking_uri}",
-          file=sys.stderr)  # fmt: skip
+    where = redact(f"storage {settings.storage}, MLflow {client.tracking_uri}")
+    print(f"study {study.study_name}: {where}", file=sys.stderr)
     view = StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs) if live else None
     try:
         with view or nullcontext():

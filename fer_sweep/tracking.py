@@ -54,6 +54,9 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TI
 # The run's tag naming its latest complete checkpoint upload (an artifact folder).
 CHECKPOINT_TAG = "fer_sweep.checkpoint"
 CHECKPOINTS = "checkpoints"
+# What a tracking server with authentication (mlflow server --app-name basic-auth) answers a
+# client it does not let in, as MLflow's client words it ("error code 401 != 200").
+REFUSALS = {401: "no user or a wrong password", 403: "this user may not read it"}
 
 
 def connect(uri: str) -> MlflowClient:
@@ -73,12 +76,20 @@ def connect(uri: str) -> MlflowClient:
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         _check_server(uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means "unreachable"
-        raise UserError(f"MLflow tracking store {uri} is unreachable: {first_line(err)}") from None
+        reason = first_line(err)
+        for code, what in REFUSALS.items():
+            if f"error code {code} " in reason:
+                raise UserError(
+                    f"MLflow tracking server {uri} refused the connection ({code}: {what}); "
+                    "give its user in $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD "
+                    "(or ~/.mlflow/credentials)"
+                ) from None
+        raise UserError(f"MLflow tracking store {uri} is unreachable: {reason}") from None
     return client
 
 

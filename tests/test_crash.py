@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
-from fer_sweep.services import _kill_group, free_port, start_mlflow
+from fer_sweep.services import MLFLOW_ADMIN, _kill_group, free_port, new_secret, start_mlflow
 from fer_sweep.settings import Settings
 from fer_sweep.storage import open_storage
 from fer_sweep.tracking import connect
@@ -264,19 +264,30 @@ def mlflow_server(tmp_path):
     root = tmp_path / "mlflow-server"
     root.mkdir()
     port = free_port()
-    pid = start_mlflow(root, f"sqlite:///{root / 'mlflow.db'}", port, workers=1)
-    yield f"http://127.0.0.1:{port}", pid
+    password = new_secret()  # the server asks for a user, as `make services` starts it
+    backend = f"sqlite:///{root / 'mlflow.db'}"
+    pid = start_mlflow(root, backend, port, admin_password=password, workers=1)
+    yield f"http://127.0.0.1:{port}", pid, password
     _kill_group(pid)
 
 
 def test_tracking_server_lost_mid_trial_still_reaches_optuna(
     tmp_path, fer_csv, mlflow_server, cleanup
 ):
-    uri, pid = mlflow_server
+    uri, pid, password = mlflow_server
     spec = write_spec(tmp_path, space=DROPOUT.replace('\n      "b": {conv_dropout: 0.0, '
                                                       'fc_dropout: 0.0}', ""))  # fmt: skip
-    cli = sweep(tmp_path, spec, fer_csv, "--tracking-uri", uri,
-                MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")  # fmt: skip
+    cli = sweep(
+        tmp_path,
+        spec,
+        fer_csv,
+        "--tracking-uri",
+        uri,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="30",  # every request checks a password hash: slow under load
+        MLFLOW_TRACKING_USERNAME=MLFLOW_ADMIN,
+        MLFLOW_TRACKING_PASSWORD=password,
+    )
     cleanup.append(cli)
     wait_for_checkpoint(cli, trial=0)
     _kill_group(pid)
