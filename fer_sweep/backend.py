@@ -73,13 +73,15 @@ def pool_tensorflow_memory() -> None:
 def tensorflow_allocator() -> str:
     """Which CPU allocator this process's TensorFlow uses: "pooled (BFC)" or "malloc".
 
-    Only the BFC allocator keeps statistics, so asking for them tells the two apart.
+    Only the BFC allocator keeps statistics, so asking for them tells the two apart: some
+    TensorFlow builds refuse the question without it, TensorFlow 2.21 here answers with a
+    peak of 0 bytes after the first tensor, which the pool never reports.
     """
     import tensorflow as tf
 
     tf.zeros(1)  # the allocator is created with the first tensor
     try:
-        tf.config.experimental.get_memory_info("CPU:0")
+        info = tf.config.experimental.get_memory_info("CPU:0")
     except ValueError:
         return "malloc"
-    return "pooled (BFC)"
+    return "pooled (BFC)" if info.get("peak", 0) > 0 else "malloc"
