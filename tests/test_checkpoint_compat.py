@@ -9,6 +9,7 @@ up here: the reproduction's folders under ``results/work/`` must keep resuming t
 
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -76,3 +77,40 @@ def test_the_committed_run_resumes_and_continues_the_uninterrupted_one(fixture, 
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert resumed.history[key] == pytest.approx(whole.history[key], rel=1e-4, abs=1e-5), key
     assert resumed.test_final.accuracy == pytest.approx(whole.test_final.accuracy, abs=0.01)
+
+
+# The GPU machine trains on JAX: a folder checkpointed on TensorFlow goes on there.
+_RESUME_ON_JAX = """
+import json, sys
+from fer_sweep.backend import keep_tensorflow_out
+keep_tensorflow_out()
+sys.path.insert(0, sys.argv[3])
+from make_resume_fixture import fixture_config
+from fer_sweep.data import load_dataset
+from fer_sweep.train import train
+result = train(fixture_config(), load_dataset(sys.argv[1], cache_dir=sys.argv[2] + "-cache"),
+               workdir=sys.argv[2])
+print(json.dumps({"resumed_from": result.resumed_from_epoch, "history": result.history,
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax (the jax extra)")
+def test_the_committed_run_resumes_on_jax(fixture, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gen, _ = fixture
+    folder = tmp_path / "tiny-seed3"
+    shutil.copytree(gen.RUN, folder)
+    out = subprocess.run([sys.executable, "-c", _RESUME_ON_JAX, str(gen.DATA), str(folder),
+                          str(FIXTURES)], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["resumed_from"] == gen.STOPPED_AFTER and not got["tensorflow"]
+    before = json.loads((checkpoint_path(gen.RUN) / STATE_FILE).read_text())["state"]
+    assert got["history"]["loss"][0] == before["history"]["loss"][0]
+    assert got["history"]["lr"] == pytest.approx([0.01, 0.001])
+    assert len(got["history"]["loss"]) == 2 and all(map(math.isfinite, got["history"]["loss"]))
