@@ -55,6 +55,7 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TI
 # The run's tag naming its latest complete checkpoint upload (an artifact folder).
 CHECKPOINT_TAG = "fer_sweep.checkpoint"
 CHECKPOINTS = "checkpoints"
+_STAGED = ".upload-epoch-"  # a checkpoint's files, linked for a background upload
 
 
 def connect(uri: str) -> MlflowClient:
@@ -155,6 +156,9 @@ class CheckpointUploader(keras.callbacks.Callback):
         self.uploaded: str | None = None
         self.uploaded_epoch = 0
         self._staged_epoch = 0
+        if background:  # what a worker killed mid-upload left behind
+            for stale in self.workdir.glob(f"{_STAGED}*"):
+                shutil.rmtree(stale, ignore_errors=True)
 
     def upload(self) -> None:
         """Upload the checkpoint now unless it is uploaded (or handed to the writer) already."""
@@ -165,7 +169,7 @@ class CheckpointUploader(keras.callbacks.Callback):
         if not self.background:
             self._upload(folder, epoch)
             return
-        staged = self.workdir / f".upload-epoch-{epoch:04d}"
+        staged = self.workdir / f"{_STAGED}{epoch:04d}"
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
         for f in folder.iterdir():

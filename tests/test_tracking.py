@@ -193,6 +193,10 @@ def test_a_background_checkpoint_upload_keeps_its_epoch_while_training_goes_on(c
     uploader.upload()  # the checkpoint written on the way out
     assert run.flush()
     assert client.get_run(run_id).data.tags[CHECKPOINT_TAG] == "checkpoints/epoch-0002"
+    # Links left by a worker killed mid-upload go when the next attempt starts.
+    (work / ".upload-epoch-0002").mkdir()
+    CheckpointUploader(run, work, background=True)
+    assert sorted(p.name for p in work.iterdir()) == ["checkpoint"]
 
 
 @pytest.mark.parametrize(
