@@ -41,17 +41,20 @@ def two_processes(tmp_path_factory):
     """Both processes' stderr, the cache folder after the first and the store."""
     root = tmp_path_factory.mktemp("jax-ready")
     (root / "trial.yaml").write_text(TRIAL)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    # A module's fixture runs before conftest's per-test isolation: drop what earlier tests in
+    # this process may have left in the environment, and name the stores outright.
+    skip = ("JAX_", "XLA_", "MLFLOW_", "FER_SWEEP_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(KERAS_BACKEND="jax", JAX_LOG_COMPILES="1", FER_SWEEP_CACHE=str(root / "cache"),
                FER_SWEEP_STORE=str(root / "mlruns"),
                # JAX caches only what took a second or more to compile; on a fast machine a
                # step of this tiny model may not, so every compilation is cached here.
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # fmt: skip
-    env.pop("FER_SWEEP_JAX_CACHE", None)
     logs, entries = [], None
     for _ in range(2):
         out = subprocess.run([sys.executable, "-m", "fer_sweep", "train", "--config",
-                              str(root / "trial.yaml"), "--data", str(DATA), "--no-progress"],
+                              str(root / "trial.yaml"), "--data", str(DATA), "--no-progress",
+                              "--tracking-uri", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"],
                              capture_output=True, text=True, timeout=900, cwd=root,
                              env=env)  # fmt: skip
         assert out.returncode == 0, out.stderr[-3000:]
