@@ -22,6 +22,8 @@ from pathlib import Path
 # TensorFlow's BFC allocator keeps freed blocks in a pool. `make bench` measures both (the
 # "allocator" row). TensorFlow reads the variable once, when it creates its CPU allocator.
 POOLED_ALLOCATOR = ("TF_CPU_ALLOCATOR_USE_BFC", "true")
+# JAX reads its persistent compilation cache's folder from this variable when it starts.
+JAX_CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
 
 
 def name() -> str:
@@ -68,6 +70,31 @@ def pool_tensorflow_memory() -> None:
     set (``TF_CPU_ALLOCATOR_USE_BFC=false`` keeps malloc). Must run before TensorFlow starts."""
     if name() == "tensorflow" and "tensorflow" not in sys.modules:
         os.environ.setdefault(*POOLED_ALLOCATOR)
+
+
+def use_compilation_cache(folder: Path | None) -> None:
+    """On the JAX backend, keep compiled programs in ``folder`` across processes (None: don't).
+
+    Every trial builds a new model, so JAX compiles its train step anew (twice: the full
+    batch and the epoch's smaller last one) even in the same process; with the persistent
+    cache a later trial of the same shapes, a resumed run or a sibling worker loads the
+    program from disk instead. A cache folder chosen in JAX's own way
+    (``$JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is, and so are JAX's
+    thresholds of what is worth caching (``jax_persistent_cache_min_compile_time_secs``, 1 s
+    by default). Before JAX is imported this only sets the variable JAX reads when it starts,
+    so light commands stay light.
+    """
+    if folder is None or name() != "jax":
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if "jax" not in sys.modules:
+        os.environ.setdefault(JAX_CACHE_VARIABLE, str(folder))
+        return
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def tensorflow_allocator() -> str:

@@ -47,10 +47,17 @@ TrackingOpt = Annotated[
 
 
 def _settings(**options):
-    """The one Settings object of this command: its options, else the environment."""
+    """The one Settings object of this command: its options, else the environment.
+
+    On the JAX backend it also points JAX's persistent compilation cache at the settings'
+    folder, before anything compiles.
+    """
+    from fer_sweep.backend import use_compilation_cache
     from fer_sweep.settings import Settings
 
-    return Settings.resolve(**options)
+    settings = Settings.resolve(**options)
+    use_compilation_cache(settings.jax_cache)
+    return settings
 
 
 @app.command()
@@ -534,7 +541,8 @@ def reproduce(
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.train import TrainingInterrupted
 
-    dataset = load_dataset(data)
+    settings = _settings()
+    dataset = load_dataset(data, cache_dir=settings.cache_dir)
     if not report_only:
         stop = threading.Event()
         try:

@@ -1,8 +1,9 @@
 """Worker processes on one machine, CPU threads, and what Ctrl-C does.
 
 ``sweep --jobs N`` starts N ``fer_sweep worker`` processes (the same command a remote machine
-runs), each with an equal share of the cores, and waits for them. Ctrl-C: the first one lets
-the running epoch finish, checkpoints and stops; the second stops at once (exit 130).
+runs), each with an equal share of the cores (and on JAX of the GPU's memory), and waits for
+them. Ctrl-C: the first one lets the running epoch finish, checkpoints and stops; the second
+stops at once (exit 130).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def spawn_workers(
     log_dir = settings.logs_dir
     log_dir.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, **settings.environ()}
+    env = worker_environ(settings, jobs)
     procs = []
     for i in range(jobs):
         cmd = [sys.executable, "-m", "fer_sweep", "worker", "--study", study_name,
@@ -70,6 +71,26 @@ def spawn_workers(
         log = open(log_dir / f"{study_name}-worker{i}.log", "ab")  # noqa: SIM115 - child owns it
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
     return procs
+
+
+# JAX takes this fraction of the GPU's memory when it starts (its default is 0.75): N
+# processes on one GPU each get an N-th of 90 %, the rest left for their N CUDA contexts.
+MEM_FRACTION = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+GPU_SHARE = 0.9
+
+
+def worker_environ(
+    settings: Settings, jobs: int, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of each of ``jobs`` worker processes on this machine: ``environ``
+    (``os.environ``) with these settings and, on the JAX backend, an equal share of the GPU
+    memory for each (unless ``XLA_PYTHON_CLIENT_MEM_FRACTION`` is set already)."""
+    from fer_sweep.backend import name
+
+    env = {**(os.environ if environ is None else environ), **settings.environ()}
+    if name() == "jax" and jobs > 1 and not env.get(MEM_FRACTION):
+        env[MEM_FRACTION] = f"{GPU_SHARE / jobs:.3f}"
+    return env
 
 
 def wait_for_workers(procs: list[subprocess.Popen], log_dir: Path) -> bool:

@@ -23,7 +23,16 @@ class EpochProgress(keras.callbacks.Callback):
     On a console that is not a terminal (``nohup``, a redirect, a CI log) Rich draws live bars
     only when they stop, so a run of hours would show nothing until its end: there each epoch
     prints one plain line instead, as soon as it ends.
+
+    It never reads a batch's logs: on JAX (or torch) the values are arrays still being
+    computed on the device, and reading one waits for the step to finish, so a bar that read
+    them every batch would sync host and device at every step. It only counts batches, and
+    shows the losses and accuracies Keras hands over at the end of each epoch. Being
+    ``async_safe``, it lets Keras call the per-batch hooks from a background thread on the
+    backends that allow it (Keras does so only when no callback forbids it).
     """
+
+    async_safe = True  # the batch hook counts under Rich's lock and never touches the logs
 
     def __init__(self, epochs: int, steps_per_epoch: int, *, console: Console | None = None):
         super().__init__()
@@ -62,8 +71,10 @@ class EpochProgress(keras.callbacks.Callback):
         self._epoch = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
+        # Called from Keras's thread pool under async dispatch, where batches may finish in
+        # any order: advance by one rather than setting ``batch + 1``. ``logs`` stays unread.
         if self.live:
-            self.progress.update(self._epoch, completed=batch + 1)
+            self.progress.advance(self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

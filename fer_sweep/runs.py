@@ -10,12 +10,17 @@ Tracking must never cost a result: once a run exists, every MLflow call made thr
 :class:`TrackedRun` that fails is noted (reported once on stderr, tagged on the run when it
 closes) instead of raised, so neither a lost server nor an odd error stops the training or
 leaves the run RUNNING. Only creating the run may raise: then nothing has been done yet.
+Writes made during training (:meth:`TrackedRun.later`) go through one background thread per
+run, so a slow or unreachable tracking server never holds up a training step; the run waits
+for them before it is closed, and their failures are noted like any other.
 """
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -86,6 +91,10 @@ TAG_LOGGING_ERRORS = "fer_sweep.logging_errors"
 TAG_OPTUNA_STATE = "optuna.state"
 
 
+# How long closing a run after a second Ctrl-C waits for its background writes.
+QUIT_FLUSH_SECONDS = 10.0
+
+
 class TrackedRun:
     """An open MLflow run whose every write is safe: a failed call is noted, never raised.
 
@@ -101,6 +110,9 @@ class TrackedRun:
         self.trial = trial
         self.errors: list[str] = []
         self.closed_as: str | None = None
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue | None = None
+        self._writer: threading.Thread | None = None
 
     def safely(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``call(*args, **kwargs)``; on failure note ``what`` failed and return None."""
@@ -112,9 +124,43 @@ class TrackedRun:
 
     def note(self, message: str) -> None:
         """Record a failed MLflow write; the first one is reported at once."""
-        self.errors.append(message)
-        if len(self.errors) == 1:
+        with self._lock:
+            self.errors.append(message)
+            first = len(self.errors) == 1
+        if first:
             print(f"warning: MLflow logging failed: {message}", file=sys.stderr)
+
+    def later(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """:meth:`safely` in the run's background writer: returns at once. Writes run one at a
+        time in the order given; :meth:`flush` waits for them."""
+        with self._lock:
+            if self._writer is None:
+                self._queue = queue.SimpleQueue()
+                self._writer = threading.Thread(target=self._write, daemon=True,
+                                                name=f"mlflow-writer-{self.id}")  # fmt: skip
+                self._writer.start()
+        self._queue.put((what, call, args, kwargs))
+
+    def _write(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, threading.Event):  # a flush marker: all before it are done
+                item.set()
+                continue
+            what, call, args, kwargs = item
+            try:
+                self.safely(what, call, *args, **kwargs)
+            except BaseException as err:  # noqa: BLE001 - the writer outlives any one write
+                self.note(f"{what}: {first_line(err)}")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the writes handed to :meth:`later` so far; False if ``timeout`` passed
+        first (they go on in the background). Their failures are in :attr:`errors`."""
+        if self._writer is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -123,7 +169,11 @@ class TrackedRun:
         self.safely("tags", self.client.log_batch, self.id, tags=batch)
 
     def close(self, outcome: Outcome, error: BaseException | None = None) -> None:
-        """Tag why the run ended and give it the status of ``outcome`` (see :data:`STATUS`)."""
+        """Tag why the run ended and give it the status of ``outcome`` (see :data:`STATUS`),
+        once its background writes are done (after a second Ctrl-C, a few seconds at most)."""
+        quitting = isinstance(error, KeyboardInterrupt)
+        if not self.flush(QUIT_FLUSH_SECONDS if quitting else None):
+            self.note("background writes still pending when the run was closed")
         state, status = STATUS[outcome]
         tags = {}
         if outcome is not Outcome.COMPLETE:

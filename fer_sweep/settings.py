@@ -14,6 +14,8 @@ setting             variable                   default
 ``grace``           ``FER_SWEEP_GRACE``        60 s of silence before a trial counts as lost
 ``max_retries``     ``FER_SWEEP_MAX_RETRIES``  1 retry of a configuration that failed
 ``cache_dir``       ``FER_SWEEP_CACHE``        ``~/.cache/fer-sweep`` (parsed FER-2013 caches)
+``jax_cache``       ``FER_SWEEP_JAX_CACHE``    ``<cache_dir>/jax``: JAX's persistent compilation
+                                               cache (``off``: none)
 ==================  =========================  ===============================================
 """
 
@@ -33,6 +35,8 @@ HEARTBEAT_ENV = "FER_SWEEP_HEARTBEAT"
 GRACE_ENV = "FER_SWEEP_GRACE"
 RETRIES_ENV = "FER_SWEEP_MAX_RETRIES"
 CACHE_ENV = "FER_SWEEP_CACHE"
+JAX_CACHE_ENV = "FER_SWEEP_JAX_CACHE"
+JAX_CACHE_OFF = "off"
 
 DEFAULT_STORE = Path("mlruns")
 DEFAULT_HEARTBEAT = 20
@@ -61,6 +65,9 @@ class Settings:
         max_retries: how many times a configuration whose attempt failed (an error, a lost
             worker) is tried again before it is recorded as failed for good.
         cache_dir: where parsed FER-2013 files are cached (one HDF5 file per source).
+        jax_cache: JAX's persistent compilation cache, so that repeated trials and worker
+            processes reuse compiled train steps (None: no cache); used on the JAX backend
+            only (:func:`fer_sweep.backend.use_compilation_cache`).
     """
 
     store_dir: Path
@@ -70,6 +77,7 @@ class Settings:
     grace: int = DEFAULT_GRACE
     max_retries: int = DEFAULT_MAX_RETRIES
     cache_dir: Path = DEFAULT_CACHE.expanduser()
+    jax_cache: Path | None = DEFAULT_CACHE.expanduser() / "jax"
 
     @classmethod
     def resolve(
@@ -82,9 +90,13 @@ class Settings:
         grace: int | None = None,
         max_retries: int | None = None,
         cache_dir: str | Path | None = None,
+        jax_cache: str | Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Options first, then the environment (``os.environ`` unless given), then defaults."""
+        """Options first, then the environment (``os.environ`` unless given), then defaults.
+
+        ``jax_cache`` (or ``$FER_SWEEP_JAX_CACHE``) ``"off"`` turns the compilation cache off.
+        """
         env = os.environ if environ is None else environ
         store = Path(store_dir or env.get(STORE_ENV) or DEFAULT_STORE).resolve()
         beat = heartbeat if heartbeat is not None else _whole(env, HEARTBEAT_ENV, DEFAULT_HEARTBEAT)
@@ -101,6 +113,8 @@ class Settings:
             retries = _whole(env, RETRIES_ENV, DEFAULT_MAX_RETRIES, least=0)
         if retries < 0:
             raise UserError(f"max retries {retries}: expected 0 or more")
+        cache = cache_dir_from(cache_dir, env)
+        jax = str(jax_cache or "") or env.get(JAX_CACHE_ENV, "").strip() or str(cache / "jax")
         return cls(
             store_dir=store,
             storage=storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}",
@@ -110,7 +124,8 @@ class Settings:
             heartbeat=beat,
             grace=wait,
             max_retries=retries,
-            cache_dir=cache_dir_from(cache_dir, env),
+            cache_dir=cache,
+            jax_cache=None if jax.lower() == JAX_CACHE_OFF else Path(jax).expanduser(),
         )
 
     def workdir(self, key: str) -> Path:
@@ -148,6 +163,7 @@ class Settings:
             GRACE_ENV: str(self.grace),
             RETRIES_ENV: str(self.max_retries),
             CACHE_ENV: str(self.cache_dir),
+            JAX_CACHE_ENV: str(self.jax_cache) if self.jax_cache else JAX_CACHE_OFF,
         }
 
 

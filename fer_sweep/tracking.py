@@ -8,10 +8,11 @@ elsewhere, for instance at an MLflow tracking server shared by many workers.
 epoch's metrics under the names of :mod:`fer_sweep.metric_names`, then PrivateTest, the
 confusion matrices, the curves and the model files. Every write goes through the run's
 :meth:`~fer_sweep.runs.TrackedRun.safely`, so a tracking failure costs logging, never the
-result. With a tracking server, each new checkpoint is uploaded whole into
-``checkpoints/epoch-NNNN/`` and only then named by the run's ``fer_sweep.checkpoint`` tag, so
-a retry on another machine (:func:`fetch_checkpoint`) never pairs one epoch's model with
-another epoch's state.
+result; what is written during training goes through the run's background writer, so a
+slow server never holds up an epoch. With a tracking server, each new checkpoint is
+uploaded whole into ``checkpoints/epoch-NNNN/`` and only then named by the run's
+``fer_sweep.checkpoint`` tag, so a retry on another machine (:func:`fetch_checkpoint`) never
+pairs one epoch's model with another epoch's state.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ CHECKPOINTS = "checkpoints"
 # What a tracking server with authentication (mlflow server --app-name basic-auth) answers a
 # client it does not let in, as MLflow's client words it ("error code 401 != 200").
 REFUSALS = {401: "no user or a wrong password", 403: "this user may not read it"}
+_STAGED = ".upload-epoch-"  # a checkpoint's files, linked for a background upload
 
 
 def connect(uri: str) -> MlflowClient:
@@ -121,8 +123,10 @@ def config_from_run(client: MlflowClient, run_id: str) -> TrainConfig:
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics with ``step=epoch`` (1-based) under our names.
 
-    A tracking store that fails mid-run must not stop the training: the run notes the
-    failure (whatever its message, empty included) and the next epoch tries again.
+    The write goes through the run's background writer (:meth:`TrackedRun.later`), so the
+    next epoch starts while it travels. A tracking store that fails mid-run must not stop
+    the training: the run notes the failure (whatever its message, empty included) and the
+    next epoch tries again.
     """
 
     def __init__(self, run: TrackedRun) -> None:
@@ -136,8 +140,8 @@ class EpochLogger(keras.callbacks.Callback):
         # MLflow's compare view plots the first one by default (it would be train/accuracy).
         order = sorted(values, key=lambda k: k != names.PUBLIC_ACCURACY)  # stable: rest as is
         metrics = [Metric(k, values[k], now, epoch + 1) for k in order]
-        self.run.safely(f"epoch {epoch + 1}", self.run.client.log_batch, self.run.id,
-                        metrics=metrics)  # fmt: skip
+        self.run.later(f"epoch {epoch + 1}", self.run.client.log_batch, self.run.id,
+                       metrics=metrics)  # fmt: skip
 
 
 class CheckpointUploader(keras.callbacks.Callback):
@@ -148,20 +152,54 @@ class CheckpointUploader(keras.callbacks.Callback):
     The folder goes whole to ``checkpoints/epoch-NNNN/``; only then does the run's
     ``fer_sweep.checkpoint`` tag move to it, so a worker killed mid-upload leaves the tag on
     the previous complete checkpoint. The superseded folder is then removed.
+
+    With ``background=True`` the upload goes through the run's background writer, so the
+    next epoch trains meanwhile: the checkpoint's files are first hard-linked into a folder of
+    their own (the trainer replaces its checkpoint folder whole and never rewrites a file, so
+    the links keep this epoch's files however far training gets), which the upload removes.
     """
 
-    def __init__(self, run: TrackedRun, workdir: Path) -> None:
+    def __init__(self, run: TrackedRun, workdir: Path, *, background: bool = False) -> None:
         super().__init__()
         self.run = run
         self.workdir = Path(workdir)
+        self.background = background
         self.uploaded: str | None = None
         self.uploaded_epoch = 0
+        self._staged_epoch = 0
+        if background:  # what a worker killed mid-upload left behind
+            for stale in self.workdir.glob(f"{_STAGED}*"):
+                shutil.rmtree(stale, ignore_errors=True)
 
     def upload(self) -> None:
+        """Upload the checkpoint now unless it is uploaded (or handed to the writer) already."""
         epoch = checkpoint_epoch(self.workdir)
         folder = checkpoint_path(self.workdir)
-        if epoch <= self.uploaded_epoch or not folder.is_dir():
+        if epoch <= max(self.uploaded_epoch, self._staged_epoch) or not folder.is_dir():
             return
+        if not self.background:
+            self._upload(folder, epoch)
+            return
+        staged = self.workdir / f"{_STAGED}{epoch:04d}"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir()
+        for f in folder.iterdir():
+            try:
+                os.link(f, staged / f.name)
+            except OSError:  # a file system without hard links: copy
+                shutil.copy2(f, staged / f.name)
+        self._staged_epoch = epoch
+        self.run.later(f"checkpoint upload after epoch {epoch}", self._upload, staged, epoch,
+                       remove=True)  # fmt: skip
+
+    def _upload(self, folder: Path, epoch: int, *, remove: bool = False) -> None:
+        try:
+            self._send(folder, epoch)
+        finally:
+            if remove:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _send(self, folder: Path, epoch: int) -> None:
         client, run_id = self.run.client, self.run.id
         path = f"{CHECKPOINTS}/epoch-{epoch:04d}"
         what = f"checkpoint upload after epoch {epoch}"
@@ -171,6 +209,7 @@ class CheckpointUploader(keras.callbacks.Callback):
             client.set_tag(run_id, CHECKPOINT_TAG, path)
         except Exception as err:  # noqa: BLE001 - tracking loss is noted, training goes on
             self.run.note(f"{what}: {first_line(err)}")
+            self._staged_epoch = self.uploaded_epoch  # the next epoch's start tries again
             return
         previous, self.uploaded, self.uploaded_epoch = self.uploaded, path, epoch
         if previous is not None:
@@ -252,7 +291,7 @@ def tracked_train(
     run.set_tags(tags)
     run.safely("dataset input", lambda: run.client.log_inputs(run.id, datasets=[
         dataset_input(dataset)]))  # fmt: skip
-    uploader = CheckpointUploader(run, workdir) if remote else None
+    uploader = CheckpointUploader(run, workdir, background=True) if remote else None
     bar = None
     if progress:
         from fer_sweep.progress import EpochProgress
@@ -270,6 +309,9 @@ def tracked_train(
     finally:
         if bar is not None:
             bar.progress.stop()
+    # The epochs' metrics and uploads first (an exception instead leaves it to the run's
+    # close); what failed among them is noted on the run.
+    run.flush()
     run.safely("final metrics and artifacts", log_result, run, result)
     return result
 

@@ -1,5 +1,6 @@
 """Settings are resolved once: an option, else its environment variable, else the default."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,37 @@ def test_options_win_over_the_environment_which_wins_over_defaults(tmp_path):
 def test_a_bad_setting_is_one_line(env, message):
     with pytest.raises(UserError, match=message):
         Settings.resolve(environ=env)
+
+
+def test_the_jax_compilation_cache_lives_in_the_cache_folder_unless_moved_or_off(tmp_path):
+    s = Settings.resolve(environ={"FER_SWEEP_CACHE": str(tmp_path)})
+    assert s.jax_cache == tmp_path / "jax"
+    assert Settings.resolve(environ=s.environ()) == s
+    moved = Settings.resolve(environ={"FER_SWEEP_JAX_CACHE": str(tmp_path / "xla")})
+    assert moved.jax_cache == tmp_path / "xla"
+    off = Settings.resolve(environ={"FER_SWEEP_JAX_CACHE": "off"})
+    assert off.jax_cache is None
+    assert Settings.resolve(environ=off.environ()).jax_cache is None  # a worker's too
+    assert Settings.resolve(jax_cache="off", environ=s.environ()).jax_cache is None
+
+
+def test_the_compilation_cache_is_set_for_jax_only_and_never_over_the_users(tmp_path, monkeypatch):
+    import sys
+
+    from fer_sweep import backend
+
+    monkeypatch.delenv(backend.JAX_CACHE_VARIABLE, raising=False)
+    monkeypatch.delitem(sys.modules, "jax", raising=False)  # JAX not started yet
+    monkeypatch.setattr(backend, "name", lambda: "tensorflow")
+    backend.use_compilation_cache(tmp_path / "jax")
+    assert backend.JAX_CACHE_VARIABLE not in os.environ and not (tmp_path / "jax").exists()
+
+    monkeypatch.setattr(backend, "name", lambda: "jax")
+    backend.use_compilation_cache(None)  # FER_SWEEP_JAX_CACHE=off
+    assert backend.JAX_CACHE_VARIABLE not in os.environ
+    backend.use_compilation_cache(tmp_path / "jax")
+    assert os.environ[backend.JAX_CACHE_VARIABLE] == str(tmp_path / "jax")
+    assert (tmp_path / "jax").is_dir()
+    monkeypatch.setenv(backend.JAX_CACHE_VARIABLE, "/users/own")
+    backend.use_compilation_cache(tmp_path / "jax")
+    assert os.environ[backend.JAX_CACHE_VARIABLE] == "/users/own"

@@ -275,3 +275,22 @@ def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
     path.write_text(TINY.replace("batch_size: 32", "batch_size: 64"))
     with pytest.raises(UserError, match="created from another version"):
         create_or_resume(load_sweep(path), _settings())
+
+
+def test_jax_workers_on_one_machine_share_the_gpu_memory(monkeypatch, tmp_path):
+    from fer_sweep import backend
+    from fer_sweep.processes import MEM_FRACTION, worker_environ
+    from fer_sweep.settings import Settings
+
+    settings = Settings.resolve(store_dir=tmp_path, environ={})
+    monkeypatch.setattr(backend, "name", lambda: "jax")
+    env = worker_environ(settings, 4, {"PATH": "/bin"})
+    assert env[MEM_FRACTION] == "0.225"  # 90 % of the GPU in four shares
+    assert env["PATH"] == "/bin" and env["FER_SWEEP_STORE"] == str(tmp_path)
+    assert worker_environ(settings, 3, {})[MEM_FRACTION] == "0.300"
+    assert MEM_FRACTION not in worker_environ(settings, 1, {})  # one process: JAX's default
+    # A fraction the user chose is theirs.
+    assert worker_environ(settings, 4, {MEM_FRACTION: "0.5"})[MEM_FRACTION] == "0.5"
+    # TensorFlow's and torch's workers are left alone.
+    monkeypatch.setattr(backend, "name", lambda: "tensorflow")
+    assert MEM_FRACTION not in worker_environ(settings, 4, {})

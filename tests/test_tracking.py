@@ -4,6 +4,9 @@ checkpoint upload killed between two files leaves the previous checkpoint whole.
 from __future__ import annotations
 
 import json
+import shutil
+import threading
+import time
 from contextlib import nullcontext
 
 import optuna
@@ -108,7 +111,92 @@ def test_a_tracking_error_with_an_empty_message_does_not_stop_training():
     logger = EpochLogger(run)
     logger.on_epoch_end(0, {"loss": 1.5, "val_accuracy": 0.25})  # must not raise
     logger.on_epoch_end(1, {"loss": 1.4, "val_accuracy": 0.30})
+    assert run.flush()  # the writes travel in the background; their failures are kept
     assert run.errors == ["epoch 1: ConnectionError", "epoch 2: ConnectionError"]
+
+
+class Slow:
+    """An MLflow client whose every call takes ``delay`` seconds (a far tracking server)."""
+
+    def __init__(self, real, delay, fail_on_epoch=None):
+        self.real, self.delay, self.fail_on_epoch = real, delay, fail_on_epoch
+        self.threads = set()
+
+    def __getattr__(self, name):
+        call = getattr(self.real, name)
+        if not callable(call):
+            return call
+
+        def slow(*args, **kwargs):
+            self.threads.add(threading.current_thread())
+            time.sleep(self.delay)
+            steps = {m.step for m in kwargs.get("metrics", ())}
+            if self.fail_on_epoch in steps:
+                raise ConnectionError(f"server gone at epoch {self.fail_on_epoch}")
+            return call(*args, **kwargs)
+
+        return slow
+
+
+def test_a_slow_tracking_server_does_not_hold_up_training_and_loses_no_epoch(client):
+    run_id = client.create_run(client.create_experiment("slow")).info.run_id
+    slow = Slow(client, delay=0.5)
+    run = TrackedRun(slow, run_id)
+    logger = EpochLogger(run)
+    started = time.perf_counter()
+    for epoch in range(4):
+        logger.on_epoch_end(epoch, {"loss": 2.0 - epoch / 10, "val_accuracy": 0.2 + epoch / 10})
+    handed_over = time.perf_counter() - started
+    assert handed_over < 0.5  # four 0.5 s writes, none waited for by the training thread
+    assert threading.current_thread() not in slow.threads
+    assert run.flush()
+    assert time.perf_counter() - started >= 4 * 0.5  # ...all of them done by the flush
+    history = client.get_metric_history(run_id, names.PUBLIC_ACCURACY)
+    assert [(m.step, round(m.value, 6)) for m in history] == [(1, 0.2), (2, 0.3), (3, 0.4),
+                                                              (4, 0.5)]  # fmt: skip
+    assert run.errors == []
+
+
+def test_a_background_write_that_fails_is_noted_on_the_run_when_it_closes(client, capsys):
+    run_id = client.create_run(client.create_experiment("gone")).info.run_id
+    run = TrackedRun(Slow(client, delay=0.05, fail_on_epoch=2), run_id)
+    logger = EpochLogger(run)
+    for epoch in range(3):
+        logger.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": 0.5})
+    from fer_sweep.runs import Outcome
+
+    run.close(Outcome.COMPLETE)  # waits for the writes first
+    assert run.errors == ["epoch 2: server gone at epoch 2"]
+    got = client.get_run(run_id)
+    assert got.data.tags["fer_sweep.logging_errors"] == "epoch 2: server gone at epoch 2"
+    assert [m.step for m in client.get_metric_history(run_id, names.PUBLIC_ACCURACY)] == [1, 3]
+    assert "MLflow logging failed: epoch 2: server gone" in capsys.readouterr().err
+
+
+def test_a_background_checkpoint_upload_keeps_its_epoch_while_training_goes_on(client, tmp_path):
+    run_id = client.create_run(client.create_experiment("bg-ckpt")).info.run_id
+    work = tmp_path / "w"
+    write_checkpoint(work, 1)
+    run = TrackedRun(Slow(client, delay=0.3), run_id)
+    uploader = CheckpointUploader(run, work, background=True)
+    started = time.perf_counter()
+    uploader.on_epoch_begin(1)  # epoch 2 starts; epoch 1's checkpoint is on its way
+    assert time.perf_counter() - started < 0.3
+    # The trainer replaces its checkpoint folder whole at the end of epoch 2, mid-upload.
+    shutil.rmtree(checkpoint_path(work))
+    write_checkpoint(work, 2)
+    assert run.flush() and run.errors == []
+    fresh = tmp_path / "retry"
+    assert fetch_checkpoint(client, run_id, fresh) == 1
+    assert (checkpoint_path(fresh) / "model.keras").read_text() == "model after epoch 1"
+    assert sorted(p.name for p in work.iterdir()) == ["checkpoint"]  # the staged links are gone
+    uploader.upload()  # the checkpoint written on the way out
+    assert run.flush()
+    assert client.get_run(run_id).data.tags[CHECKPOINT_TAG] == "checkpoints/epoch-0002"
+    # Links left by a worker killed mid-upload go when the next attempt starts.
+    (work / ".upload-epoch-0002").mkdir()
+    CheckpointUploader(run, work, background=True)
+    assert sorted(p.name for p in work.iterdir()) == ["checkpoint"]
 
 
 @pytest.mark.parametrize(
