@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fer_sweep import describe
 from fer_sweep import metric_names as names
 from fer_sweep.data import Dataset, load_dataset
-from fer_sweep.errors import first_line
+from fer_sweep.errors import disk_full, first_line
 from fer_sweep.runs import (
     Outcome,
     close_abandoned,
@@ -167,6 +167,10 @@ class TrainingRunner(Runner):
             attrs: dict[str, Any] = {}
             if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
                 attrs[STOPPED_AFTER_EPOCH] = int(exc.epoch)
+            if disk_full(exc):  # resumable, and nothing else can run here: the worker stops
+                return AttemptReport(Outcome.INTERRUPTED, attrs=attrs, halt=True,
+                                     reason=f"trial {attempt.number}: the disk is full "
+                                     f"({first_line(exc, 300)})")  # fmt: skip
             return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
         # The run's once-per-run numbers under the same names as in MLflow (per-class
         # accuracies stay in MLflow only).

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer  # noqa: E402
 
-from fer_sweep.errors import UserError  # noqa: E402
+from fer_sweep.errors import StoppedOnRequest, UserError  # noqa: E402
 from fer_sweep.ui import DEFAULT_WORKERS as UI_WORKERS  # noqa: E402
 
 app = typer.Typer(
@@ -211,6 +211,7 @@ def sweep(
 
     settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
+    spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
     if plan:  # before the imports below, which load TensorFlow
         from fer_sweep.plan import make_plan, render_plan
 
@@ -265,6 +266,9 @@ def worker(
     with graceful_interrupt(stop):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
+    if stop.is_set():
+        raise StoppedOnRequest(f"worker stopped on request; 'fer_sweep worker --study {study}' "
+                               "or the sweep resumes it")  # fmt: skip
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Create studies for workers to join.")
@@ -286,16 +290,20 @@ def study_create(
     max_retries: RetriesOpt = None,
 ) -> None:
     """Create (or update) a study and its MLflow parent run without running any trial."""
+    from fer_sweep.sweepfile import load_sweep
+
+    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
+    spec = load_sweep(name)
+    spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
+
     from fer_sweep.describe import describe_study
     from fer_sweep.runs import study_run
     from fer_sweep.study import create_or_resume, plan_of
-    from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
     from fer_sweep.worker import settle_all
 
-    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     client = connect(settings.tracking_uri)
-    study = create_or_resume(load_sweep(name), settings, budget=budget, n_trials=n_trials)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
     describe_study(client, plan.spec, plan.budget_name,
@@ -473,10 +481,13 @@ def main(argv: list[str] | None = None) -> None:
     keep_tensorflow_out()
     pool_tensorflow_memory()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="fer_sweep", standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except StoppedOnRequest as stopped:
+        print(stopped, file=sys.stderr)
+        _quit_now()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -484,14 +495,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         _quit_now()
-    except typer.TyperException as exc:  # usage errors: typer prints them like click does
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.TyperException as exc:  # usage errors: one line, as every other mistake
+        print(f"error: {usage_line(exc)}", file=sys.stderr)
+        sys.exit(2)
     # Outside standalone mode typer turns a KeyboardInterrupt into a returned 130.
     if isinstance(code, int) and code:
         if code == 130:
             _quit_now()
         sys.exit(code)
+
+
+def usage_line(exc: typer.TyperException) -> str:
+    """A usage error (a bad or missing option) in one line, naming the command to ask."""
+    message = " ".join(getattr(exc, "format_message", exc.__str__)().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "fer_sweep"
+    return f"{message} (see: {where} --help)"
 
 
 def _quit_now() -> None:

@@ -167,3 +167,46 @@ def test_unknown_study_is_one_line(tmp_path, command):
 )
 def test_ensemble_and_reproduce_options_are_checked_first(tmp_path, args, words):
     assert_one_line_error(run_cli(*args, cwd=tmp_path), words)
+
+
+@pytest.mark.fresh_store
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("sweep", "dropout", "--jobs", "0"), ["--jobs", "greater than or equal to 1"]),
+        (("sweep", "dropout", "--timeout", "abc"), ["--timeout", "number"]),
+        (("worker",), ["--study"]),
+        (("sweep", "dropout", "--no-such-option"), ["--no-such-option"]),
+    ],
+)
+def test_usage_errors_are_the_same_one_line(tmp_path, args, words):
+    """Typer's own usage errors, not only ours: one line (no box), exit 2."""
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), *words)
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.fresh_store
+def test_an_unknown_budget_is_refused_before_the_data_is_loaded(tmp_path):
+    # No data at all: had it been loaded first, the error would be about the missing data.
+    done = run_cli("sweep", "dropout", "--budget", "nope", cwd=tmp_path)
+    assert_one_line_error(done, "budget 'nope'", "smoke")
+    done = run_cli("study", "create", "dropout", "--budget", "nope", cwd=tmp_path)
+    assert_one_line_error(done, "budget 'nope'")
+    assert not (tmp_path / "mlruns").exists()  # no empty mlflow.db left behind
+
+
+@pytest.mark.fresh_store
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.mkdir(), ["is a folder, not a sweep file"]),
+        (lambda p: p.write_text(""), ["is empty"]),
+        (lambda p: p.write_text("# only a comment\n"), ["is empty"]),
+        (lambda p: p.write_text("- a\n- b\n"), ["got a list"]),
+    ],
+)
+def test_a_sweep_file_that_is_not_one_says_what_it_is(tmp_path, make, words):
+    path = tmp_path / "odd.yaml"
+    make(path)
+    line = assert_one_line_error(run_cli("sweep", str(path), cwd=tmp_path), *words)
+    assert "NoneType" not in line and "no such file" not in line

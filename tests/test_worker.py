@@ -355,3 +355,51 @@ def test_a_rerun_gives_a_configuration_that_failed_for_good_its_retries_anew(
     assert worker(study, FakeRunner()).run() == 1
     states = [(t.params["dropout"], t.state.name) for t in study.trials]
     assert states == [("a", "FAIL"), ("b", "FAIL"), ("a", "FAIL"), ("a", "COMPLETE")]
+
+
+# --- failures that would fail again ------------------------------------------------------
+
+
+def test_a_configuration_training_refuses_is_terminal_and_not_rearmed(
+    tmp_path, settings, storage, capsys
+):
+    from fer_sweep.errors import UserError
+    from fer_sweep.runs import STATUS, outcome_of
+
+    refusal = UserError("a step schedule with 2 drop(s) needs more than 1 update(s)")
+    assert outcome_of(refusal) is Outcome.REFUSED
+    assert STATUS[Outcome.REFUSED] == (TrialState.FAIL, "FAILED")
+    assert next_step([Outcome.REFUSED], 5) is Step.DONE
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2,
+                             storage=storage)  # fmt: skip
+
+    def script(attempt, n):
+        if attempt.params["dropout"] == "a":
+            return AttemptReport(outcome_of(refusal), reason=str(refusal))
+        return AttemptReport(Outcome.COMPLETE)
+
+    runner = FakeRunner(script)
+    assert worker(study, runner, max_retries=3).run() == 2  # no retry of "a"
+    assert settle_all(study, 3) == 0  # and a re-run does not give it retries anew
+    assert worker(study, runner, max_retries=3).run() == 0
+    said = capsys.readouterr().err
+    assert said.count("trial 0 refused") == 1 and "needs more than 1 update" in said
+    assert [t.user_attrs[OUTCOME] for t in study.trials] == ["refused", "complete"]
+
+
+def test_a_run_in_which_no_attempt_completed_names_the_reasons(storage):
+    from fer_sweep.sweep import failures_of_this_run
+
+    study = optuna.create_study(storage=storage)
+    done = study.ask()
+    study.tell(done, 1.0)
+    before = {t.number for t in study.trials}
+    for outcome, reason in (("refused", "needs more than 1 update"), ("error", "out of memory")):
+        trial = study.ask()
+        trial.set_user_attr(OUTCOME, outcome)
+        trial.set_user_attr("reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+    failed = failures_of_this_run(study.trials, before)
+    assert failed == ["trial 1 refused: needs more than 1 update", "trial 2 error: out of memory"]
+    assert failures_of_this_run(study.trials, set()) == []  # trial 0 completed in that run
+    assert failures_of_this_run(study.trials, {0, 1, 2}) == []  # nothing ran: a finished study
