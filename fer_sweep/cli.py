@@ -133,9 +133,10 @@ def train(
     client = connect(settings.tracking_uri)
     if resume:
         try:
-            client.get_run(resume)
+            earlier = client.get_run(resume)
         except Exception:  # noqa: BLE001 - MLflow raises its own types for a bad id
             raise UserError(f"--resume {resume}: no such MLflow run") from None
+        refuse_resume(earlier)
         cfg = config_from_run(client, resume)
     dataset = load_dataset(data, cache_dir=settings.cache_dir)
     command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
@@ -161,6 +162,22 @@ def train(
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
         f"at best epoch {result.test_best.accuracy:.4f}  run {run_id}"
     )
+
+
+def refuse_resume(run) -> None:
+    """Refuse to continue a run that ``train --resume`` must never write again: a finished
+    one (its model, metrics and dataset are its result), a sweep trial's or a study's (the
+    sweep resumes those, and Optuna must agree with MLflow about them)."""
+    tags, rid = run.data.tags, run.info.run_id
+    if "optuna.trial" in tags or tags.get("fer_sweep.role") == "study":
+        study = tags.get("optuna.study", "?")
+        what = f"trial {tags['optuna.trial']}" if "optuna.trial" in tags else "the study run"
+        raise UserError(f"--resume {rid}: it is {what} of study '{study}'; a sweep's runs are "
+                        f"resumed by the sweep (fer_sweep worker --study {study})")  # fmt: skip
+    if run.info.status == "FINISHED":
+        raise UserError(f"--resume {rid}: the run is finished, and a finished run is "
+                        "never written again; train a new run with the same --preset or "
+                        "--config")  # fmt: skip
 
 
 RetriesOpt = Annotated[
@@ -476,10 +493,15 @@ def reproduce(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fer_sweep.backend import keep_tensorflow_out, pool_tensorflow_memory
+    from fer_sweep.backend import (
+        keep_tensorflow_out,
+        pool_tensorflow_memory,
+        quiet_tensorflow_import,
+    )
 
     keep_tensorflow_out()
     pool_tensorflow_memory()
+    quiet_tensorflow_import()
     try:
         code = app(args=argv, prog_name="fer_sweep", standalone_mode=False)
     except UserError as err:

@@ -210,3 +210,43 @@ def test_a_sweep_file_that_is_not_one_says_what_it_is(tmp_path, make, words):
     make(path)
     line = assert_one_line_error(run_cli("sweep", str(path), cwd=tmp_path), *words)
     assert "NoneType" not in line and "no such file" not in line
+
+
+def _store_run(status: str, **tags: str) -> str:
+    """A run in this test's MLflow store, ended with ``status``, with one metric row."""
+    from mlflow.tracking import MlflowClient
+
+    from fer_sweep.settings import Settings
+
+    client = MlflowClient(Settings.resolve().tracking_uri)
+    exp = client.create_experiment("fer-sweep-train")
+    run = client.create_run(exp, tags=tags)
+    client.log_param(run.info.run_id, "arch", "C")
+    client.log_metric(run.info.run_id, "PublicTest/accuracy", 0.5, step=1)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+@pytest.mark.parametrize(
+    ("status", "tags", "words"),
+    [
+        ("FINISHED", {}, ["finished", "never written again"]),
+        ("KILLED", {"optuna.trial": "0", "optuna.study": "dropout-smoke"}, ["trial 0"]),
+        ("FINISHED", {"optuna.trial": "3", "optuna.study": "dropout-smoke"}, ["dropout-smoke"]),
+    ],
+)
+def test_train_resume_never_writes_a_finished_run_or_a_sweeps(tmp_path, synthetic_csv, status,
+                                                              tags, words):  # fmt: skip
+    from mlflow.tracking import MlflowClient
+
+    from fer_sweep.settings import Settings
+
+    run_id = _store_run(status, **tags)
+    done = run_cli("train", "--resume", run_id, "--data", str(synthetic_csv), cwd=tmp_path)
+    assert_one_line_error(done, run_id, *words)
+    run = MlflowClient(Settings.resolve().tracking_uri).get_run(run_id)
+    assert run.info.status == status  # not reopened
+    history = MlflowClient(Settings.resolve().tracking_uri).get_metric_history(
+        run_id, "PublicTest/accuracy"
+    )
+    assert len(history) == 1  # no rows added
