@@ -54,6 +54,8 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TI
 # The run's tag naming its latest complete checkpoint upload (an artifact folder).
 CHECKPOINT_TAG = "fer_sweep.checkpoint"
 CHECKPOINTS = "checkpoints"
+# What resuming passed over (an unreadable checkpoint), when it passed over anything.
+CHECKPOINT_NOTE_TAG = "fer_sweep.checkpoint_note"
 
 
 def connect(uri: str) -> MlflowClient:
@@ -297,7 +299,10 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in final_metrics(result).items()]
     run.safely("final metrics", client.log_batch, run_id, metrics=metrics)
-    run.set_tags({"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)})
+    tags = {"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)}
+    if result.checkpoint_note:  # an unreadable checkpoint was passed over when resuming
+        tags[CHECKPOINT_NOTE_TAG] = result.checkpoint_note[:5000]
+    run.set_tags(tags)
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
