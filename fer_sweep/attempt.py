@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fer_sweep import describe
 from fer_sweep import metric_names as names
-from fer_sweep.data import Dataset, load_dataset
+from fer_sweep.data import Dataset, load_dataset, require_splits
 from fer_sweep.errors import disk_full, first_line
 from fer_sweep.runs import (
     Outcome,
@@ -101,8 +101,9 @@ class TrainingRunner(Runner):
         stop_event: threading.Event,
     ) -> TrainingRunner:
         """Connect to MLflow, load the data and reopen the study's run (RUNNING)."""
+        # Data that cannot train is refused before MLflow is touched.
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
         client = connect(settings.tracking_uri)
-        dataset = load_dataset(data, cache_dir=settings.cache_dir)
         parent = study_run(client, study, settings.artifact_root)
         set_study_run_status(client, parent, "RUNNING")
         try:  # the study's dataset is its trials' (MLflow keeps one input per run and dataset)

@@ -75,9 +75,9 @@ def models() -> None:
 @data_app.command("check")
 def data_check(data: DataOpt = None) -> None:
     """Read (and cache) the dataset; print rows and class counts per split."""
-    from fer_sweep.data import check_report, load_dataset
+    from fer_sweep.data import check_report, load_dataset, require_splits
 
-    print(check_report(load_dataset(data)))
+    print(check_report(require_splits(load_dataset(data))))
 
 
 @data_app.command("synthetic")
@@ -122,7 +122,7 @@ def train(
         cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
                           subset=subset)  # fmt: skip
 
-    from fer_sweep.data import load_dataset
+    from fer_sweep.data import load_dataset, require_splits
     from fer_sweep.describe import source_tags
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.runs import open_run
@@ -130,6 +130,8 @@ def train(
     from fer_sweep.train import TrainingInterrupted
 
     settings = _settings(tracking_uri=tracking_uri)
+    if not resume:  # data that cannot train is refused before the store is touched
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
     client = connect(settings.tracking_uri)
     if resume:
         try:
@@ -138,7 +140,7 @@ def train(
             raise UserError(f"--resume {resume}: no such MLflow run") from None
         refuse_resume(earlier)
         cfg = config_from_run(client, resume)
-    dataset = load_dataset(data, cache_dir=settings.cache_dir)
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
     command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
                         *(["--config", str(config)] if config else [])])  # fmt: skip
     stop = threading.Event()
@@ -235,12 +237,13 @@ def sweep(
         print(render_plan(make_plan(spec, budget)), end="")
         return
 
-    from fer_sweep.data import load_dataset, resolve_data_path
+    from fer_sweep.data import load_dataset, require_splits, resolve_data_path
     from fer_sweep.sweep import run_sweep
 
     data_path = resolve_data_path(data)
-    # Parse and cache once here, before workers race to do it.
-    load_dataset(data_path, cache_dir=settings.cache_dir)
+    # Parse and cache once here, before workers race to do it, and refuse data that cannot
+    # train before any store is written.
+    require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
     run_sweep(
         spec,
         settings,
@@ -472,13 +475,14 @@ def reproduce(
         raise UserError(f"--seeds {seeds!r}: expected comma-separated whole numbers") from None
     if not seed_list or min(seed_list) < 0:
         raise UserError(f"--seeds {seeds!r}: expected at least one seed >= 0")
-    out.mkdir(parents=True, exist_ok=True)
-
-    from fer_sweep.data import load_dataset
+    from fer_sweep.data import load_dataset, require_splits
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.train import TrainingInterrupted
 
     dataset = load_dataset(data)
+    if not report_only:
+        require_splits(dataset)  # before the first run's folder is made
+    out.mkdir(parents=True, exist_ok=True)
     if not report_only:
         stop = threading.Event()
         try:

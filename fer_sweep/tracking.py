@@ -282,7 +282,8 @@ def final_metrics(result: TrainResult) -> dict[str, float]:
         out[names.TRAIN_BEST] = max(train_accuracy)
     for which, report in (("final", result.test_final), ("at_best_epoch", result.test_best)):
         for emotion, acc in zip(EMOTIONS, report.per_class, strict=True):
-            out[names.per_class(which, emotion)] = acc
+            if acc is not None:  # a class the split lacks has no accuracy: no metric (n/a)
+                out[names.per_class(which, emotion)] = acc
     return {k: float(v) for k, v in out.items()}
 
 

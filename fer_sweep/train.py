@@ -31,7 +31,7 @@ import numpy as np
 
 from fer_sweep.augment import AffineAugment, augments
 from fer_sweep.config import TrainConfig
-from fer_sweep.data import Dataset, stratified_subset
+from fer_sweep.data import Dataset, require_splits, stratified_subset
 from fer_sweep.errors import UserError, first_line
 from fer_sweep.models import INPUT_SHAPE, NUM_CLASSES, build_model
 from fer_sweep.pipeline import EpochBatches, epoch_rng, eval_inputs, training_input
@@ -68,7 +68,7 @@ class SplitReport:
     """Accuracy on one split, with per-class accuracy and the confusion matrix (rows = truth)."""
 
     accuracy: float
-    per_class: list[float]
+    per_class: list[float | None]  # None: the split has no image of that class (n/a)
     confusion: list[list[int]]
 
 
@@ -107,10 +107,11 @@ def report_of(labels: np.ndarray, pred: np.ndarray) -> SplitReport:
         labels.astype(np.int64) * NUM_CLASSES + pred, minlength=NUM_CLASSES * NUM_CLASSES
     ).reshape(NUM_CLASSES, NUM_CLASSES)
     totals = confusion.sum(axis=1)
-    per_class = np.divide(np.diag(confusion), totals, out=np.zeros(NUM_CLASSES), where=totals > 0)
+    per_class = [float(hit / n) if n else None for hit, n in zip(np.diag(confusion), totals,
+                                                                 strict=True)]  # fmt: skip
     return SplitReport(
         accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
-        per_class=[float(v) for v in per_class],
+        per_class=per_class,
         confusion=confusion.tolist(),
     )
 
@@ -419,6 +420,7 @@ def train(
     _seed_initializers(config.seed)
 
     data = stratified_subset(dataset, config.subset, seed=config.seed) if config.subset else dataset
+    require_splits(data)  # an empty split would train on nothing or fail inside Keras
     x_train, y_train = data.arrays("Training")
     x_val, y_val = data.arrays("PublicTest")
     x_test, y_test = data.arrays("PrivateTest")

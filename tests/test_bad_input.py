@@ -8,6 +8,7 @@ Images that are not 48x48 are refused, not resized (the message says so).
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -250,3 +251,59 @@ def test_train_resume_never_writes_a_finished_run_or_a_sweeps(tmp_path, syntheti
         run_id, "PublicTest/accuracy"
     )
     assert len(history) == 1  # no rows added
+
+
+# --- data that would train on nothing -----------------------------------------------------
+
+
+def _split_rows(tmp: Path, *splits: str) -> Path:
+    rows = "".join(f"{k % 7},{PIXELS},{split}\n" for split in splits for k in range(14))
+    return _csv(tmp, HEADER + rows, "partial.csv")
+
+
+def _folder_without_val(tmp: Path) -> Path:
+    root = image_folder(tmp)
+    shutil.rmtree(root / "val")
+    return root
+
+
+EMPTY_SPLIT_CASES = {
+    "no PublicTest rows": (lambda t: _split_rows(t, "Training", "PrivateTest"), ["PublicTest"]),
+    "only Training rows": (lambda t: _split_rows(t, "Training"), ["PublicTest", "PrivateTest"]),
+    "folder without val": (_folder_without_val, ["PublicTest"]),
+}
+
+
+@pytest.mark.fresh_store
+@pytest.mark.parametrize("case", list(EMPTY_SPLIT_CASES))
+@pytest.mark.parametrize("command", ["data check", "train", "sweep"])
+def test_a_dataset_with_an_empty_split_is_refused_before_anything_is_written(
+    tmp_path, case, command
+):
+    make, words = EMPTY_SPLIT_CASES[case]
+    path = make(tmp_path)
+    args = {"data check": ["data", "check"], "train": ["train", "--preset", "thesis-top1"],
+            "sweep": ["sweep", "dropout", "--budget", "smoke", "--no-live"]}[command]  # fmt: skip
+    done = run_cli(*args, "--data", str(path), cwd=tmp_path)
+    assert_one_line_error(done, path.name, "no", *words)
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_class_absent_from_a_split_has_no_accuracy():
+    from fer_sweep.tracking import final_metrics
+    from fer_sweep.train import report_of
+
+    report = report_of(np.array([0, 0, 3, 3]), np.array([0, 1, 3, 3]))
+    assert report.per_class[0] == 0.5 and report.per_class[3] == 1.0
+    assert report.per_class[1] is None and report.per_class[6] is None  # n/a, not 0.0
+    assert report.accuracy == 0.75
+
+    class Result:  # the fields final_metrics reads
+        epochs_trained = best_epoch = 1
+        best_val_accuracy = final_val_accuracy = fit_seconds = eval_seconds = 0.5
+        test_final = test_best = report
+        history: dict = {}
+
+    logged = final_metrics(Result())
+    assert "PrivateTest_per_class/final/angry" in logged
+    assert not any(k.endswith("/disgust") for k in logged)  # no metric rather than 0.0
