@@ -10,10 +10,12 @@ trainer.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -36,8 +38,9 @@ from fer_sweep.runs import (
 )
 from fer_sweep.settings import Settings
 from fer_sweep.storage import load_study, open_storage
-from fer_sweep.study import RUN_ID, plan_of, summarize
-from fer_sweep.tracking import connect, final_metrics, tracked_train
+from fer_sweep.study import RUN_ID, plan_of, root_of, summarize, work_folder
+from fer_sweep.tracking import WORKDIR_TAG, connect, final_metrics, tracked_train
+from fer_sweep.train import checkpoint_epoch
 from fer_sweep.worker import Attempt, AttemptReport, Runner, Worker, load_for_worker
 
 # What a complete attempt records on its Optuna trial (besides outcome and reason).
@@ -90,6 +93,7 @@ class TrainingRunner(Runner):
         self.dataset = dataset
         self.stop_event = stop_event
         self.parent_run_id = parent_run_id
+        self.study: optuna.Study | None = None  # set by open(); names the work folders
 
     @classmethod
     def open(
@@ -113,7 +117,35 @@ class TrainingRunner(Runner):
                   file=sys.stderr)  # fmt: skip
         source = describe.sweep_command(study.user_attrs.get("spec_name", study.study_name),
                                         study.user_attrs.get("budget"))  # fmt: skip
-        return cls(study.study_name, settings, client, dataset, stop_event, parent, source)
+        runner = cls(study.study_name, settings, client, dataset, stop_event, parent, source)
+        runner.study = study
+        return runner
+
+    def workdir(self, attempt: Attempt) -> Path:
+        """The lineage's work folder, unique to its study (see :func:`study.work_folder`).
+
+        A retry continues where its lineage's latest run checkpointed (its
+        ``fer_sweep.workdir`` tag), so a trial interrupted under an earlier layout still
+        resumes."""
+        if self.study is None:  # a runner made without open(): the study's name alone
+            return self.settings.workdir(f"{attempt.study}/trial-{attempt.root:04d}")
+        folder = self.settings.workdir(work_folder(self.study, attempt.root))
+        if attempt.previous_run and checkpoint_epoch(folder) == 0:
+            try:
+                before = self.client.get_run(attempt.previous_run).data.tags.get(WORKDIR_TAG)
+            except Exception:  # noqa: BLE001 - no tag, no earlier folder: start in the new one
+                before = None
+            if before and Path(before) != folder and checkpoint_epoch(Path(before)) > 0:
+                return Path(before)
+        return folder
+
+    def on_done(self, trial: FrozenTrial) -> None:
+        """The lineage has its outcome: its work folder goes, unless MLflow missed some of
+        what the attempt wrote (then the folder is the only copy of it)."""
+        if trial.user_attrs.get(MLFLOW_ERRORS) or self.study is None:
+            return
+        folder = self.settings.workdir(work_folder(self.study, root_of(trial)))
+        shutil.rmtree(folder, ignore_errors=True)
 
     def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
         if attempt.previous_run:
@@ -134,7 +166,7 @@ class TrainingRunner(Runner):
         }
         if attempt.retry_of is not None:
             tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
-        workdir = self.settings.workdir(f"{attempt.study}/trial-{attempt.root:04d}")
+        workdir = self.workdir(attempt)
         try:
             with open_run(
                 self.client,

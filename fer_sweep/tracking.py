@@ -54,6 +54,8 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TI
 # The run's tag naming its latest complete checkpoint upload (an artifact folder).
 CHECKPOINT_TAG = "fer_sweep.checkpoint"
 CHECKPOINTS = "checkpoints"
+# The local folder a run checkpoints into (a retry on the same machine continues there).
+WORKDIR_TAG = "fer_sweep.workdir"
 # What resuming passed over (an unreadable checkpoint), when it passed over anything.
 CHECKPOINT_NOTE_TAG = "fer_sweep.checkpoint_note"
 
@@ -235,7 +237,7 @@ def tracked_train(
     """
     remote = not is_local(run.client.tracking_uri)
     tags = {"fer_sweep.dataset_sha256": dataset.sha256, "fer_sweep.dataset_source": dataset.source,
-            "fer_sweep.workdir": str(workdir)}  # fmt: skip
+            WORKDIR_TAG: str(workdir)}  # fmt: skip
     if resume_run:
         tags["fer_sweep.resumes_run"] = resume_run
         if remote:

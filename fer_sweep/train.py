@@ -286,7 +286,6 @@ def _read_state(folder: Path) -> dict:
     try:
         payload = json.loads(path.read_text())
         int(payload["state"]["epoch"])
-        dict(payload["config"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointUnreadable(f"{path}: {first_line(err) or type(err).__name__}") from None
     return payload
@@ -331,9 +330,13 @@ def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _S
             continue
         try:
             payload = _read_state(folder)
-            saved = TrainConfig(**payload["config"])
-        except (CheckpointUnreadable, ValueError, TypeError) as err:
+        except CheckpointUnreadable as err:
             skipped.append(first_line(err))
+            continue
+        try:
+            saved = TrainConfig(**payload["config"])
+        except (KeyError, ValueError, TypeError) as err:
+            skipped.append(f"{folder / STATE_FILE}: no valid config ({first_line(err)})")
             continue
         if saved != config:
             changed = sorted(k for k, v in config.model_dump().items()

@@ -297,6 +297,10 @@ class Runner:
     def on_lost(self, trial: FrozenTrial) -> None:
         """``trial``'s worker died: close what it left open."""
 
+    def on_done(self, trial: FrozenTrial) -> None:
+        """``trial``'s configuration has its outcome (complete, pruned, diverged, refused):
+        nothing will resume it, so what it kept for a resume may go."""
+
     def on_leave(self, study: optuna.Study, *, done: bool) -> None:
         """The worker leaves the study (``done``: nothing is left to start)."""
 
@@ -480,6 +484,8 @@ class Worker:
 
     def _after(self, study: optuna.Study, trial: FrozenTrial) -> None:
         step = settle(study, trial.number, self.max_retries)
+        if step is Step.DONE:
+            self.runner.on_done(trial)
         if step is Step.RETRY:
             print(f"trial {trial.number}: trying its configuration again", file=sys.stderr)
         elif step is Step.GIVE_UP:

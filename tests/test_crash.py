@@ -94,7 +94,9 @@ def sweep(tmp_path: Path, spec: Path, data: Path, *more: str, **extra: str) -> C
 
 
 def workdir(trial: int) -> Path:
-    return Settings.resolve().workdir(f"{STUDY}/trial-{trial:04d}")
+    """The trial's work folder (named by the study's name and its own token)."""
+    found = sorted((Settings.resolve().store_dir / "work").glob(f"{STUDY}-*/trial-{trial:04d}"))
+    return found[0] if found else Settings.resolve().workdir(f"{STUDY}-none/trial-{trial:04d}")
 
 
 def wait_for_checkpoint(cli: Cli, trial: int, epoch: int = 1, timeout: float = 400) -> int:

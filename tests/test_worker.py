@@ -403,3 +403,47 @@ def test_a_run_in_which_no_attempt_completed_names_the_reasons(storage):
     assert failed == ["trial 1 refused: needs more than 1 update", "trial 2 error: out of memory"]
     assert failures_of_this_run(study.trials, set()) == []  # trial 0 completed in that run
     assert failures_of_this_run(study.trials, {0, 1, 2}) == []  # nothing ran: a finished study
+
+
+# --- work folders -------------------------------------------------------------------------
+
+
+def test_a_recreated_study_or_another_storage_never_shares_a_work_folder(tmp_path, settings):
+    from fer_sweep.study import work_folder
+
+    spec = spec_of(tmp_path, GRID, "grid")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    folder = work_folder(first, 0)
+    assert folder.startswith("grid-smoke-") and folder.endswith("/trial-0000")
+    again = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    assert work_folder(again, 0) == folder  # the same study resumed: the same folder
+    optuna.delete_study(study_name=first.study_name, storage=url)  # as study.py advises
+    recreated = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    other = f"sqlite:///{tmp_path / 'b.db'}"  # a fresh database beside the same mlruns/
+    elsewhere = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(other))
+    assert len({folder, work_folder(recreated, 0), work_folder(elsewhere, 0)}) == 3
+
+
+def test_a_configuration_with_its_outcome_lets_its_work_folder_go(tmp_path, settings, storage):
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
+                             storage=storage)  # fmt: skip
+    outcomes = iter([Outcome.COMPLETE, Outcome.ERROR, Outcome.INTERRUPTED])
+    done = []
+
+    class Recording(FakeRunner):
+        def on_done(self, trial):
+            done.append(trial.number)
+
+    stop = threading.Event()
+
+    def script(attempt, n):
+        outcome = next(outcomes)
+        if outcome is Outcome.INTERRUPTED:
+            stop.set()
+        return AttemptReport(outcome, reason="x")
+
+    worker(study, Recording(script), stop_event=stop).run()
+    # Trial 0 completed; trial 1 failed and is retried (trial 2), which was interrupted:
+    # only the finished configuration's folder may go.
+    assert done == [0]
