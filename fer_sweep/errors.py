@@ -79,6 +79,17 @@ def store_cause(err: BaseException) -> str | None:
     return None
 
 
+def store_error(what: str, url: str, err: BaseException) -> UserError:
+    """The one line for a store that could not be opened or used: a :class:`StoreError`
+    naming its file and the cause when the store itself is at fault (damaged, read-only,
+    full), else "unreachable" with the first line of what was raised."""
+    cause = store_cause(err)
+    if cause is None:
+        return UserError(f"{what} {url} is unreachable: {first_line(err)}")
+    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+    return StoreError(f"{what} {where}: {cause}")
+
+
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` (or what it was raised from) says the disk or its quota is full."""
     return store_cause(err) in ("the disk is full", "the disk quota is exceeded")

@@ -37,9 +37,10 @@ from fer_sweep import metric_names as names
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import EMOTIONS, Dataset
 from fer_sweep.describe import dataset_input
-from fer_sweep.errors import UserError, first_line
+from fer_sweep.errors import UserError, first_line, store_error
 from fer_sweep.runs import TrackedRun
 from fer_sweep.settings import is_local
+from fer_sweep.storage import check_sqlite_writable
 from fer_sweep.train import (
     TrainingInterrupted,
     TrainResult,
@@ -69,20 +70,22 @@ def connect(uri: str) -> MlflowClient:
     # MLflow narrates schema creation and migrations at INFO; a user needs only problems.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if uri.startswith(("http://", "https://")):
         # MLflow's own default (7 retries, exponential backoff) blocks a trial for minutes per
         # call when the server is gone; a few retries ride out a restart. The env var wins.
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         _check_server(uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        # Building the client opens (or creates) a SQLite store: a damaged file fails here.
+        client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-    except Exception as err:  # noqa: BLE001 - any failure here means "unreachable"
-        raise UserError(f"MLflow tracking store {uri} is unreachable: {first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - the store's fault, or "unreachable"
+        raise store_error("MLflow tracking store", uri, err) from None
+    check_sqlite_writable("MLflow tracking store", uri)
     return client
 
 

@@ -307,3 +307,77 @@ def test_a_class_absent_from_a_split_has_no_accuracy():
     logged = final_metrics(Result())
     assert "PrivateTest_per_class/final/angry" in logged
     assert not any(k.endswith("/disgust") for k in logged)  # no metric rather than 0.0
+
+
+# --- damaged, read-only and malformed stores ----------------------------------------------
+
+
+def assert_one_line(done: subprocess.CompletedProcess, code: int, *expected: str) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
+    for word in expected:
+        assert word.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+@pytest.mark.fresh_store
+@pytest.mark.parametrize("store", ["mlflow.db", "optuna.db"])
+def test_a_truncated_store_is_one_line_naming_the_file(tmp_path, _empty_mlflow_db, store):
+    (tmp_path / "mlruns").mkdir()
+    if store == "optuna.db":  # a whole MLflow store beside a damaged Optuna one
+        shutil.copyfile(_empty_mlflow_db, tmp_path / "mlruns" / "mlflow.db")
+    whole = _empty_mlflow_db.read_bytes()
+    (tmp_path / "mlruns" / store).write_bytes(whole[: len(whole) // 3])
+    done = run_cli("study", "create", "dropout", "--budget", "smoke", cwd=tmp_path)
+    assert_one_line(done, 1, str(tmp_path / "mlruns" / store), "damaged")
+
+
+@pytest.fixture
+def read_only_store(tmp_path, _empty_mlflow_db):
+    """mlruns/ on a read-only bind mount (root ignores file modes, not a read-only mount)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copyfile(_empty_mlflow_db, source / "mlflow.db")
+    target = tmp_path / "ro"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], capture_output=True)
+        if ro.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {ro.stderr.decode().strip()}")
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)
+
+
+@pytest.mark.fresh_store
+def test_a_read_only_store_says_read_only(tmp_path, read_only_store, monkeypatch):
+    monkeypatch.setenv("FER_SWEEP_STORE", str(read_only_store))
+    elsewhere = f"sqlite:///{tmp_path / 'writable' / 'optuna.db'}"
+    done = run_cli("study", "create", "dropout", "--budget", "smoke", "--storage", elsewhere,
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line(done, 1, str(read_only_store / "mlflow.db"), "read-only")
+    tracking = f"sqlite:///{tmp_path / 'writable' / 'mlflow.db'}"
+    done = run_cli("study", "create", "dropout", "--budget", "smoke", "--tracking-uri", tracking,
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line(done, 1, str(read_only_store / "optuna.db"), "read-only")
+
+
+@pytest.mark.fresh_store
+@pytest.mark.parametrize(
+    ("option", "url"),
+    [
+        ("--storage", "postgresql://nobody@127.0.0.1:port/optuna"),
+        ("--storage", "postgresql//nobody@127.0.0.1/optuna"),
+        ("--tracking-uri", "http://127.0.0.1:port"),
+        ("--tracking-uri", "htp://127.0.0.1"),
+    ],
+)
+def test_a_url_that_cannot_be_parsed_is_malformed_not_unreachable(tmp_path, option, url):
+    line = assert_one_line_error(run_cli("best", option, url, cwd=tmp_path), "malformed")
+    assert "unreachable" not in line
+    assert not (tmp_path / "mlruns").exists()
