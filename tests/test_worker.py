@@ -447,3 +447,42 @@ def test_a_configuration_with_its_outcome_lets_its_work_folder_go(tmp_path, sett
     # Trial 0 completed; trial 1 failed and is retried (trial 2), which was interrupted:
     # only the finished configuration's folder may go.
     assert done == [0]
+
+
+def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
+    tmp_path, settings, storage
+):
+    """ENOSPC injected where an attempt writes (the runner's report of it): the worker stops
+    instead of failing every other trial on the same disk, nothing uses up a retry, and the
+    next run resumes the attempt."""
+    import errno
+
+    from fer_sweep.errors import StoreError, disk_full, store_cause
+    from fer_sweep.runs import outcome_of
+
+    enospc = OSError(errno.ENOSPC, "No space left on device", "/mlruns/work/x/model.keras")
+    assert outcome_of(enospc) is Outcome.INTERRUPTED  # resumable, costs no retry
+    try:  # SQLite's words, under what MLflow and SQLAlchemy wrap them in
+        try:
+            raise RuntimeError("(sqlite3.OperationalError) database or disk is full")
+        except RuntimeError as inner:
+            raise ValueError("Response exceeding max length") from inner
+    except ValueError as wrapped:
+        assert disk_full(wrapped) and store_cause(wrapped) == "the disk is full"
+
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
+                             storage=storage)  # fmt: skip
+
+    def full(attempt, n):
+        why = f"trial {attempt.number}: the disk is full ({enospc})"
+        return AttemptReport(Outcome.INTERRUPTED, halt=True, reason=why)
+
+    with pytest.raises(StoreError, match="trial 0: the disk is full.*once there is space"):
+        worker(study, FakeRunner(full), max_retries=0).run()
+    first = study.get_trials()[0]
+    assert first.state == TrialState.FAIL and first.user_attrs[OUTCOME] == "interrupted"
+    assert len([t for t in study.get_trials() if t.state != TrialState.WAITING]) == 1
+    runner = FakeRunner()
+    assert worker(study, runner, max_retries=0).run() == 3  # space is back: all three run
+    (resumed,) = [a for a in runner.attempts if a.root == 0]
+    assert resumed.previous_run == "run-0" and resumed.number == 3
