@@ -237,7 +237,8 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     if complete:
         best = max(complete, key=lambda t: t.value)
         tags["best_trial"] = str(best.number)
-        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete))
+        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete),
+                                                     best_config(study, best))  # fmt: skip
         for key in (names.PUBLIC_BEST, names.PUBLIC_FINAL, names.PRIVATE_FINAL,
                     names.PRIVATE_AT_BEST):  # fmt: skip
             if key in best.user_attrs:
@@ -247,6 +248,17 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     log_study_summary(client, run_id, metrics, tags)
     running = any(t.state == TrialState.RUNNING for t in trials)
     set_study_run_status(client, run_id, study_run_status(running=running, done=done))
+
+
+def best_config(study: optuna.Study, best: FrozenTrial):
+    """The config the study's best trial trained (None when it cannot be rebuilt), for the
+    one rule of what compares with the thesis."""
+    from fer_sweep.ranking import trial_config
+
+    try:
+        return trial_config(plan_of(study), study.study_name, best)
+    except Exception:  # noqa: BLE001 - the note then says it is not comparable
+        return None
 
 
 def open_worker(
