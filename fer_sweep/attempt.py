@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,8 @@ class TrainingRunner(Runner):
             return
         folder = self.settings.workdir(work_folder(self.study, root_of(trial)))
         shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):  # the study's folder too, once its last trial's is gone
+            folder.parent.rmdir()
 
     def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
         if attempt.previous_run:

@@ -348,6 +348,9 @@ def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _S
         try:
             _check_readable(folder)
             model = keras.models.load_model(folder / MODEL_FILE)
+        except CheckpointUnreadable as err:  # its message names the file
+            skipped.append(str(err))
+            continue
         except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad archive
             skipped.append(f"{folder / MODEL_FILE}: {first_line(err)}")
             continue
