@@ -10,10 +10,13 @@ trainer.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -22,8 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fer_sweep import describe
 from fer_sweep import metric_names as names
-from fer_sweep.data import Dataset, load_dataset
-from fer_sweep.errors import first_line
+from fer_sweep.data import Dataset, load_dataset, require_splits
+from fer_sweep.errors import disk_full, first_line
 from fer_sweep.runs import (
     Outcome,
     close_abandoned,
@@ -36,8 +39,9 @@ from fer_sweep.runs import (
 )
 from fer_sweep.settings import Settings
 from fer_sweep.storage import load_study, open_storage
-from fer_sweep.study import RUN_ID, plan_of, summarize
-from fer_sweep.tracking import connect, final_metrics, tracked_train
+from fer_sweep.study import RUN_ID, plan_of, root_of, summarize, work_folder
+from fer_sweep.tracking import WORKDIR_TAG, connect, final_metrics, tracked_train
+from fer_sweep.train import checkpoint_epoch
 from fer_sweep.worker import Attempt, AttemptReport, Runner, Worker, load_for_worker
 
 # What a complete attempt records on its Optuna trial (besides outcome and reason).
@@ -90,6 +94,7 @@ class TrainingRunner(Runner):
         self.dataset = dataset
         self.stop_event = stop_event
         self.parent_run_id = parent_run_id
+        self.study: optuna.Study | None = None  # set by open(); names the work folders
 
     @classmethod
     def open(
@@ -101,8 +106,9 @@ class TrainingRunner(Runner):
         stop_event: threading.Event,
     ) -> TrainingRunner:
         """Connect to MLflow, load the data and reopen the study's run (RUNNING)."""
+        # Data that cannot train is refused before MLflow is touched.
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
         client = connect(settings.tracking_uri)
-        dataset = load_dataset(data, cache_dir=settings.cache_dir)
         parent = study_run(client, study, settings.artifact_root)
         set_study_run_status(client, parent, "RUNNING")
         try:  # the study's dataset is its trials' (MLflow keeps one input per run and dataset)
@@ -112,7 +118,37 @@ class TrainingRunner(Runner):
                   file=sys.stderr)  # fmt: skip
         source = describe.sweep_command(study.user_attrs.get("spec_name", study.study_name),
                                         study.user_attrs.get("budget"))  # fmt: skip
-        return cls(study.study_name, settings, client, dataset, stop_event, parent, source)
+        runner = cls(study.study_name, settings, client, dataset, stop_event, parent, source)
+        runner.study = study
+        return runner
+
+    def workdir(self, attempt: Attempt) -> Path:
+        """The lineage's work folder, unique to its study (see :func:`study.work_folder`).
+
+        A retry continues where its lineage's latest run checkpointed (its
+        ``fer_sweep.workdir`` tag), so a trial interrupted under an earlier layout still
+        resumes."""
+        if self.study is None:  # a runner made without open(): the study's name alone
+            return self.settings.workdir(f"{attempt.study}/trial-{attempt.root:04d}")
+        folder = self.settings.workdir(work_folder(self.study, attempt.root))
+        if attempt.previous_run and checkpoint_epoch(folder) == 0:
+            try:
+                before = self.client.get_run(attempt.previous_run).data.tags.get(WORKDIR_TAG)
+            except Exception:  # noqa: BLE001 - no tag, no earlier folder: start in the new one
+                before = None
+            if before and Path(before) != folder and checkpoint_epoch(Path(before)) > 0:
+                return Path(before)
+        return folder
+
+    def on_done(self, trial: FrozenTrial) -> None:
+        """The lineage has its outcome: its work folder goes, unless MLflow missed some of
+        what the attempt wrote (then the folder is the only copy of it)."""
+        if trial.user_attrs.get(MLFLOW_ERRORS) or self.study is None:
+            return
+        folder = self.settings.workdir(work_folder(self.study, root_of(trial)))
+        shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):  # the study's folder too, once its last trial's is gone
+            folder.parent.rmdir()
 
     def run(self, attempt: Attempt, trial: optuna.Trial) -> AttemptReport:
         if attempt.previous_run:
@@ -133,7 +169,7 @@ class TrainingRunner(Runner):
         }
         if attempt.retry_of is not None:
             tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
-        workdir = self.settings.workdir(f"{attempt.study}/trial-{attempt.root:04d}")
+        workdir = self.workdir(attempt)
         try:
             with open_run(
                 self.client,
@@ -167,6 +203,10 @@ class TrainingRunner(Runner):
             attrs: dict[str, Any] = {}
             if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
                 attrs[STOPPED_AFTER_EPOCH] = int(exc.epoch)
+            if disk_full(exc):  # resumable, and nothing else can run here: the worker stops
+                return AttemptReport(Outcome.INTERRUPTED, attrs=attrs, halt=True,
+                                     reason=f"trial {attempt.number}: the disk is full "
+                                     f"({first_line(exc, 300)})")  # fmt: skip
             return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
         # The run's once-per-run numbers under the same names as in MLflow (per-class
         # accuracies stay in MLflow only).
@@ -200,7 +240,8 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     if complete:
         best = max(complete, key=lambda t: t.value)
         tags["best_trial"] = str(best.number)
-        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete))
+        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete),
+                                                     best_config(study, best))  # fmt: skip
         for key in (names.PUBLIC_BEST, names.PUBLIC_FINAL, names.PRIVATE_FINAL,
                     names.PRIVATE_AT_BEST):  # fmt: skip
             if key in best.user_attrs:
@@ -210,6 +251,17 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     log_study_summary(client, run_id, metrics, tags)
     running = any(t.state == TrialState.RUNNING for t in trials)
     set_study_run_status(client, run_id, study_run_status(running=running, done=done))
+
+
+def best_config(study: optuna.Study, best: FrozenTrial):
+    """The config the study's best trial trained (None when it cannot be rebuilt), for the
+    one rule of what compares with the thesis."""
+    from fer_sweep.ranking import trial_config
+
+    try:
+        return trial_config(plan_of(study), study.study_name, best)
+    except Exception:  # noqa: BLE001 - the note then says it is not comparable
+        return None
 
 
 def open_worker(

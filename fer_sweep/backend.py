@@ -112,3 +112,52 @@ def tensorflow_allocator() -> str:
     except ValueError:
         return "malloc"
     return "pooled (BFC)" if info.get("peak", 0) > 0 else "malloc"
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow with the process's stderr (file descriptor 2) pointed at /dev/null.
+
+    TensorFlow 2.21 logs through absl before absl is initialised, which ignores
+    ``TF_CPP_MIN_LOG_LEVEL``: every process that imports it printed four lines (oneDNN, CPU
+    features) to stderr, so even a one-line ``error:`` came with them. They are all written
+    during the import; Python exceptions from it are raised after stderr is back.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: find the real spec, then wrap its loader
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            self.inner.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def quiet_tensorflow_import() -> None:
+    """Keep TensorFlow's start-up log lines off stderr unless ``TF_CPP_MIN_LOG_LEVEL=0``."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") == "0" or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorFlow | _NoTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlow())

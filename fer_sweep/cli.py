@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer  # noqa: E402
 
-from fer_sweep.errors import UserError  # noqa: E402
+from fer_sweep.errors import StoppedOnRequest, UserError  # noqa: E402
 from fer_sweep.redact import mask_logs_and_tracebacks, redact  # noqa: E402
 from fer_sweep.ui import DEFAULT_WORKERS as UI_WORKERS  # noqa: E402
 
@@ -83,9 +83,9 @@ def models() -> None:
 @data_app.command("check")
 def data_check(data: DataOpt = None) -> None:
     """Read (and cache) the dataset; print rows and class counts per split."""
-    from fer_sweep.data import check_report, load_dataset
+    from fer_sweep.data import check_report, load_dataset, require_splits
 
-    print(check_report(load_dataset(data)))
+    print(check_report(require_splits(load_dataset(data))))
 
 
 @data_app.command("synthetic")
@@ -130,7 +130,7 @@ def train(
         cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
                           subset=subset)  # fmt: skip
 
-    from fer_sweep.data import load_dataset
+    from fer_sweep.data import load_dataset, require_splits
     from fer_sweep.describe import source_tags
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.runs import open_run
@@ -138,14 +138,17 @@ def train(
     from fer_sweep.train import TrainingInterrupted
 
     settings = _settings(tracking_uri=tracking_uri)
+    if not resume:  # data that cannot train is refused before the store is touched
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
     client = connect(settings.tracking_uri)
     if resume:
         try:
-            client.get_run(resume)
+            earlier = client.get_run(resume)
         except Exception:  # noqa: BLE001 - MLflow raises its own types for a bad id
             raise UserError(f"--resume {resume}: no such MLflow run") from None
+        refuse_resume(earlier)
         cfg = config_from_run(client, resume)
-    dataset = load_dataset(data, cache_dir=settings.cache_dir)
+        dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
     command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
                         *(["--config", str(config)] if config else [])])  # fmt: skip
     stop = threading.Event()
@@ -169,6 +172,22 @@ def train(
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
         f"at best epoch {result.test_best.accuracy:.4f}  run {run_id}"
     )
+
+
+def refuse_resume(run) -> None:
+    """Refuse to continue a run that ``train --resume`` must never write again: a finished
+    one (its model, metrics and dataset are its result), a sweep trial's or a study's (the
+    sweep resumes those, and Optuna must agree with MLflow about them)."""
+    tags, rid = run.data.tags, run.info.run_id
+    if "optuna.trial" in tags or tags.get("fer_sweep.role") == "study":
+        study = tags.get("optuna.study", "?")
+        what = f"trial {tags['optuna.trial']}" if "optuna.trial" in tags else "the study run"
+        raise UserError(f"--resume {rid}: it is {what} of study '{study}'; a sweep's runs are "
+                        f"resumed by the sweep (fer_sweep worker --study {study})")  # fmt: skip
+    if run.info.status == "FINISHED":
+        raise UserError(f"--resume {rid}: the run is finished, and a finished run is "
+                        "never written again; train a new run with the same --preset or "
+                        "--config")  # fmt: skip
 
 
 RetriesOpt = Annotated[
@@ -219,18 +238,20 @@ def sweep(
 
     settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
+    spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
     if plan:  # before the imports below, which load TensorFlow
         from fer_sweep.plan import make_plan, render_plan
 
         print(render_plan(make_plan(spec, budget)), end="")
         return
 
-    from fer_sweep.data import load_dataset, resolve_data_path
+    from fer_sweep.data import load_dataset, require_splits, resolve_data_path
     from fer_sweep.sweep import run_sweep
 
     data_path = resolve_data_path(data)
-    # Parse and cache once here, before workers race to do it.
-    load_dataset(data_path, cache_dir=settings.cache_dir)
+    # Parse and cache once here, before workers race to do it, and refuse data that cannot
+    # train before any store is written.
+    require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
     run_sweep(
         spec,
         settings,
@@ -273,6 +294,9 @@ def worker(
     with graceful_interrupt(stop):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
+    if stop.is_set():
+        raise StoppedOnRequest(f"worker stopped on request; 'fer_sweep worker --study {study}' "
+                               "or the sweep resumes it")  # fmt: skip
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Create studies for workers to join.")
@@ -294,16 +318,20 @@ def study_create(
     max_retries: RetriesOpt = None,
 ) -> None:
     """Create (or update) a study and its MLflow parent run without running any trial."""
+    from fer_sweep.sweepfile import load_sweep
+
+    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
+    spec = load_sweep(name)
+    spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
+
     from fer_sweep.describe import describe_study
     from fer_sweep.runs import study_run
     from fer_sweep.study import create_or_resume, plan_of
-    from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
     from fer_sweep.worker import settle_all
 
-    settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     client = connect(settings.tracking_uri)
-    study = create_or_resume(load_sweep(name), settings, budget=budget, n_trials=n_trials)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
     describe_study(client, plan.spec, plan.budget_name,
@@ -535,14 +563,15 @@ def reproduce(
         raise UserError(f"--seeds {seeds!r}: expected comma-separated whole numbers") from None
     if not seed_list or min(seed_list) < 0:
         raise UserError(f"--seeds {seeds!r}: expected at least one seed >= 0")
-    out.mkdir(parents=True, exist_ok=True)
-
-    from fer_sweep.data import load_dataset
+    from fer_sweep.data import load_dataset, require_splits
     from fer_sweep.processes import graceful_interrupt
     from fer_sweep.train import TrainingInterrupted
 
     settings = _settings()
     dataset = load_dataset(data, cache_dir=settings.cache_dir)
+    if not report_only:
+        require_splits(dataset)  # before the first run's folder is made
+    out.mkdir(parents=True, exist_ok=True)
     if not report_only:
         stop = threading.Event()
         try:
@@ -583,16 +612,24 @@ def predictions_backfill(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fer_sweep.backend import keep_tensorflow_out, pool_tensorflow_memory
+    from fer_sweep.backend import (
+        keep_tensorflow_out,
+        pool_tensorflow_memory,
+        quiet_tensorflow_import,
+    )
 
     mask_logs_and_tracebacks()
     keep_tensorflow_out()
     pool_tensorflow_memory()
+    quiet_tensorflow_import()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="fer_sweep", standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except StoppedOnRequest as stopped:
+        print(stopped, file=sys.stderr)
+        _quit_now()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -600,14 +637,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         _quit_now()
-    except typer.TyperException as exc:  # usage errors: typer prints them like click does
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.TyperException as exc:  # usage errors: one line, as every other mistake
+        print(f"error: {usage_line(exc)}", file=sys.stderr)
+        sys.exit(2)
     # Outside standalone mode typer turns a KeyboardInterrupt into a returned 130.
     if isinstance(code, int) and code:
         if code == 130:
             _quit_now()
         sys.exit(code)
+
+
+def usage_line(exc: typer.TyperException) -> str:
+    """A usage error (a bad or missing option) in one line, naming the command to ask."""
+    message = " ".join(getattr(exc, "format_message", exc.__str__)().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "fer_sweep"
+    return f"{message} (see: {where} --help)"
 
 
 def _quit_now() -> None:

@@ -789,6 +789,22 @@ def _synthetic_image(label: int, rng: np.random.Generator) -> np.ndarray:
 # --- report -----------------------------------------------------------------------------
 
 
+# What each split is for: a dataset without one of them cannot train, select or report.
+SPLIT_ROLES = {"Training": "to train on", "PublicTest": "to select epochs and trials",
+               "PrivateTest": "to report"}  # fmt: skip
+
+
+def require_splits(ds: Dataset) -> Dataset:
+    """``ds`` when every split has rows, else the one-line error every training command and
+    ``data check`` give before anything is written."""
+    empty = [name for name, row in ds.counts().items() if sum(row) == 0]
+    if empty:
+        roles = ", ".join(f"{name} {SPLIT_ROLES[name]}" for name in SPLITS)
+        raise UserError(f"{Path(ds.source).name}: no {' or '.join(empty)} rows; training needs "
+                        f"rows in every split ({roles})")  # fmt: skip
+    return ds
+
+
 def check_report(ds: Dataset) -> str:
     """The text of ``fer_sweep data check``: provenance, then rows per split and class."""
     counts = ds.counts()

@@ -22,7 +22,7 @@ from fer_sweep import metric_names as mn
 from fer_sweep import thesis
 from fer_sweep.data import EMOTIONS, SPLITS, Dataset
 from fer_sweep.space import SweepSpec, choice_text, choices_text
-from fer_sweep.thesis import TOP3, ThesisResult
+from fer_sweep.thesis import TOP3
 
 NOTE = "mlflow.note.content"
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -113,15 +113,28 @@ def choice_tags(choices: dict[str, Any]) -> dict[str, str]:
     return {f"{CHOICE_TAG_PREFIX}{name}": choice_text(value) for name, value in choices.items()}
 
 
-def study_summary(study_name: str, best, complete: int) -> str:
-    """The study run's note: its best trial (by the objective) against the thesis, in percent.
+def study_summary(study_name: str, best, complete: int, config=None) -> str:
+    """The study run's note: its best trial (by the objective), in percent, against the
+    thesis only where :func:`fer_sweep.thesis.comparable` allows it.
 
     ``best`` is the best complete Optuna trial; its user attributes hold the split-named
-    results (:mod:`fer_sweep.metric_names`).
+    results (:mod:`fer_sweep.metric_names`); ``config`` is the config it trained (None:
+    unknown, so not comparable). The first line says whether it is comparable.
     """
     attrs = best.user_attrs
     chosen = trial_run_name(best.number, best.params)
-    lines = [f"Best of {complete} complete trial(s) by PublicTest: {chosen}", ""]
+    epochs = int(attrs.get(mn.EPOCHS_TRAINED, 0))
+    ref, why_not = (None, "its config is unknown") if config is None else thesis.comparable(
+        config, epochs)  # fmt: skip
+    final = attrs.get(mn.PRIVATE_FINAL)
+    if ref is not None and final is not None:
+        gap = 100.0 * final - ref.private_accuracy
+        head = f"Best: {percent(final)} vs thesis {ref.private_accuracy:.2f} % ({gap:+.2f})"
+    else:
+        head = "Best trial: not comparable with the thesis"
+    lines = [head, "", f"Best of {complete} complete trial(s) by PublicTest: {chosen}", ""]
+    if ref is None:
+        lines.append(f"- Not comparable with the thesis: {why_not}.")
     if mn.PUBLIC_BEST in attrs:
         lines.append(f"- PublicTest, best epoch: {percent(attrs[mn.PUBLIC_BEST])}")
     if mn.PRIVATE_FINAL in attrs:
@@ -145,39 +158,41 @@ def trial_note(
     best_epoch: int,
     epochs_trained: int,
 ) -> str:
-    """A trial's note: its PrivateTest accuracy against the thesis's, in percent.
+    """A trial's note: its PrivateTest accuracy, against the thesis's only where
+    :func:`fer_sweep.thesis.comparable` allows it (as ``best`` does).
 
     The first line is what the runs table's Description column shows (its first 50
-    characters).
+    characters), so it says "not comparable" there when the trial is not.
     """
-    ref = thesis.reference(config)
-    target = ref or TOP3[0]
-    gap = 100.0 * private_final - target.private_accuracy
-    who = f"its {_rank_word(ref.rank)} model, same recipe" if ref else "its best model"
+    ref, why_not = thesis.comparable(config, epochs_trained)
     trained = f"{config.subset} images per split" if config.subset else "all images"
+    if ref is not None:
+        gap = 100.0 * private_final - ref.private_accuracy
+        first = (f"PrivateTest {percent(private_final)} vs thesis {ref.private_accuracy:.2f} % "
+                 f"({gap:+.2f})")  # fmt: skip
+        against = (f"the thesis's (its {_rank_word(ref.rank)} model, same recipe, same length): "
+                   f"{ref.private_accuracy:.2f} %, {gap:+.2f} points.")  # fmt: skip
+    else:
+        first = f"PrivateTest {percent(private_final)} (not comparable with thesis)"
+        same = thesis.reference(config)
+        against = f"not comparable with the thesis ({why_not})" + (
+            f"; its {_rank_word(same.rank)} model, same recipe, reached "
+            f"{same.private_accuracy:.2f} % after {same.epochs} epochs on all 28,709 training "
+            "images." if same else ".")  # fmt: skip
     lines = [
-        # At most 50 characters: what the runs table's Description column shows of a note.
-        f"PrivateTest {percent(private_final)} vs thesis {target.private_accuracy:.2f} % "
-        f"({gap:+.2f})",
+        first,  # at most 50 characters: what the runs table's Description column shows
         "",
-        f"- PrivateTest with the final weights: {percent(private_final)}; the thesis's "
-        f"({who}): {target.private_accuracy:.2f} %, {gap:+.2f} points.",
+        f"- PrivateTest with the final weights: {percent(private_final)}; {against}",
         f"- With the best-PublicTest epoch's weights (epoch {best_epoch} of {epochs_trained}): "
         f"{percent(private_at_best)}.",
-        f"- This trial trained {epochs_trained} epochs on {trained}; the thesis trained "
-        f"{target.epochs} epochs on all 28,709 training images."
-        + ("" if _comparable(config, target, epochs_trained) else " The gap says little."),
+        f"- This trial trained {epochs_trained} epochs on {trained}.",
     ]
-    if ref is None:
+    if thesis.reference(config) is None:
         lines.append(
             "- The thesis's top 3: "
             + ", ".join(f"{r.private_accuracy:.2f} % ({r.dropout}, {r.epochs} ep)" for r in TOP3)
         )
     return "\n".join(lines)
-
-
-def _comparable(config, target: ThesisResult, epochs_trained: int) -> bool:
-    return not config.subset and epochs_trained >= target.epochs
 
 
 # --- the study: its experiment's description and saved view -------------------------------

@@ -145,7 +145,8 @@ def evaluate_top_trials(
                   artifact_root=artifact_root) as run:  # fmt: skip
         values = {names.PRIVATE_FINAL: report.accuracy}
         for emotion, acc in zip(EMOTIONS, report.per_class, strict=True):
-            values[names.per_class("final", emotion)] = acc
+            if acc is not None:  # a class the split lacks has no accuracy (n/a)
+                values[names.per_class("final", emotion)] = acc
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]  # once: step 0
         run.safely("metrics", client.log_batch, run.id, metrics=metrics)

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fer_sweep import metric_names as names
+from fer_sweep import thesis
 from fer_sweep.config import TrainConfig, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.space import expand, trial_config_values, trial_label
@@ -53,13 +54,7 @@ class Ranked:
     thesis_recipe: int | None  # the thesis's rank whose recipe this trial trains, if any
     run_id: str
     reported: dict[str, float | None] = field(default_factory=dict)  # the study's `report:`
-
-    @property
-    def comparable(self) -> bool:
-        """Trained with a thesis recipe, as long as the thesis did, on the full test split."""
-        if self.thesis_recipe is None or self.subset != 0:
-            return False
-        return self.epochs == TOP3[self.thesis_recipe - 1].epochs
+    comparable: bool = False  # thesis.comparable: its recipe, its length, the whole data
 
     @property
     def ours_minus_thesis(self) -> float | None:
@@ -91,19 +86,26 @@ def thesis_recipe(config: TrainConfig) -> int | None:
     return None if ref is None else ref.rank
 
 
-def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
+def trial_config(plan: StudyPlan, study: str, t: FrozenTrial) -> TrainConfig:
+    """The config trial ``t`` of ``study`` trained, rebuilt from its params and the plan."""
     spec = plan.spec
     values = trial_config_values(spec, expand(spec, t.params), spec.budget(plan.budget_name))
-    config = make_config(values, origin=f"study {study}, trial {t.number}")
+    return make_config(values, origin=f"study {study}, trial {t.number}")
+
+
+def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
+    spec = plan.spec
+    config = trial_config(plan, study, t)
     attrs = t.user_attrs
     best_epoch = attrs.get(names.BEST_EPOCH)
+    epochs = int(attrs.get(names.EPOCHS_TRAINED, config.epochs))
     return Ranked(
         rank=0,
         study=study,
         budget=plan.budget_name,
         trial=t.number,
         params=trial_label(spec, t.params),
-        epochs=int(attrs.get(names.EPOCHS_TRAINED, config.epochs)),
+        epochs=epochs,
         best_epoch=None if best_epoch is None else int(best_epoch),
         subset=config.subset,
         objective=float(t.value),
@@ -113,6 +115,7 @@ def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
         thesis_recipe=thesis_recipe(config),
         run_id=attrs.get(RUN_ID, ""),
         reported={name: attrs.get(name) for name in spec.report},
+        comparable=thesis.comparable(config, epochs)[0] is not None,
     )
 
 

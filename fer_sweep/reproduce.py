@@ -37,7 +37,7 @@ from fer_sweep.comparisons import Arm
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import Dataset
 from fer_sweep.errors import UserError
-from fer_sweep.thesis import TOP3
+from fer_sweep.thesis import TOP3, comparable
 
 RECIPES = ("thesis-top1", "thesis-top2", "thesis-top3")
 THESIS_PRIVATE = {f"thesis-top{t.rank}": t.private_accuracy for t in TOP3}
@@ -236,7 +236,12 @@ def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
             if (folder / RESULT_FILE).exists():
                 r = json.loads((folder / RESULT_FILE).read_text())
                 ran = r["config"]["epochs"]
-                status = "finished" if ran == epochs else f"shortened to {ran} epochs"
+                # thesis.comparable decides it, as for best and the MLflow notes.
+                try:
+                    ref, _ = comparable(TrainConfig(**r["config"]), r["epochs_trained"])
+                except ValueError:  # a config this version cannot rebuild: not comparable
+                    ref = None
+                status = "finished" if ref is not None else f"shortened to {ran} epochs"
                 rows.append(Row(recipe, seed, status, r["epochs_trained"], ran,
                                 100 * r["private_final"], 100 * r["private_at_best_epoch"],
                                 r["best_epoch"], 100 * r["public_best"],

@@ -32,7 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from fer_sweep import __version__
-from fer_sweep.errors import first_line
+from fer_sweep.errors import Fault, UserError, disk_full, first_line
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # stopped on request (Ctrl-C) after a checkpoint: resumes
     LOST = "lost"  # its worker died (no heartbeat) or vanished without a word
     DIVERGED = "diverged"  # the loss became NaN or infinite: a result, not an accident
+    REFUSED = "refused"  # training refused the configuration: it would be refused again
     ERROR = "error"  # anything else that went wrong
     SKIPPED = "skipped"  # never trained: a duplicate point, or past the study's n_trials
 
@@ -59,6 +60,7 @@ STATUS: dict[Outcome, tuple[TrialState, str]] = {
     Outcome.INTERRUPTED: (TrialState.FAIL, "KILLED"),
     Outcome.LOST: (TrialState.FAIL, "KILLED"),
     Outcome.DIVERGED: (TrialState.FAIL, "FAILED"),
+    Outcome.REFUSED: (TrialState.FAIL, "FAILED"),
     Outcome.ERROR: (TrialState.FAIL, "FAILED"),
     Outcome.SKIPPED: (TrialState.FAIL, "KILLED"),  # has no run; listed for completeness
 }
@@ -70,8 +72,13 @@ def outcome_of(exc: BaseException | None) -> Outcome:
         return Outcome.COMPLETE
     if isinstance(exc, optuna.TrialPruned):
         return Outcome.PRUNED
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, Exception) and disk_full(exc)):
+        # A full disk stops the worker (see Worker); the attempt resumes once there is space.
         return Outcome.INTERRUPTED
+    if isinstance(exc, UserError) and not isinstance(exc, Fault):
+        # What the trainer refuses (a schedule with fewer updates than rates, a dataset
+        # without a split it needs) is refused again on every retry: it is terminal.
+        return Outcome.REFUSED
     # Read from sys.modules so that this module does not load the trainer (and TensorFlow):
     # an exception cannot be one of the trainer's types unless the trainer was imported.
     train = sys.modules.get("fer_sweep.train")

@@ -115,12 +115,17 @@ class Settings:
             raise UserError(f"max retries {retries}: expected 0 or more")
         cache = cache_dir_from(cache_dir, env)
         jax = str(jax_cache or "") or env.get(JAX_CACHE_ENV, "").strip() or str(cache / "jax")
+        optuna_url = storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}"
+        mlflow_uri = tracking_uri or env.get(TRACKING_ENV) or f"sqlite:///{store / 'mlflow.db'}"
+        for what, url, problem in (("Optuna storage URL", optuna_url, malformed(optuna_url)),
+                                   ("MLflow tracking URI", mlflow_uri,
+                                    malformed(mlflow_uri, tracking=True))):  # fmt: skip
+            if problem:  # checked before anything is loaded, and never called "unreachable"
+                raise UserError(f"{what} {url} is malformed: {problem}")
         return cls(
             store_dir=store,
-            storage=storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}",
-            tracking_uri=tracking_uri
-            or env.get(TRACKING_ENV)
-            or f"sqlite:///{store / 'mlflow.db'}",
+            storage=optuna_url,
+            tracking_uri=mlflow_uri,
             heartbeat=beat,
             grace=wait,
             max_retries=retries,
@@ -165,6 +170,39 @@ class Settings:
             CACHE_ENV: str(self.cache_dir),
             JAX_CACHE_ENV: str(self.jax_cache) if self.jax_cache else JAX_CACHE_OFF,
         }
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+
+
+def malformed(url: str, *, tracking: bool = False) -> str | None:
+    """Why ``url`` cannot be parsed as an Optuna storage (or, with ``tracking``, an MLflow
+    tracking URI), or None when it can. A URL that parses may still be unreachable."""
+    if tracking and "://" not in url:
+        return None  # a local folder
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    if tracking and scheme in ("http", "https", "file", "databricks"):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as err:
+            return str(err)
+        if scheme in ("http", "https") and not parts.hostname:
+            return "no host name"
+        return None
+    if scheme not in DATABASE_SCHEMES:
+        known = ", ".join(f"{s}://" for s in DATABASE_SCHEMES + (("http", "https") if tracking
+                                                                  else ()))  # fmt: skip
+        return f"expected a URL starting with one of {known}"
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except ValueError as err:  # SQLAlchemy's ArgumentError is a ValueError too
+        return "the port is not a number" if "int()" in str(err) else str(err)
+    return None
 
 
 def is_local(uri: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from fer_sweep.errors import UserError, first_line
+from fer_sweep.errors import StoreError, UserError, first_line, store_error
 from fer_sweep.settings import Settings
 
 StaleCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -23,6 +23,34 @@ StaleCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # Heartbeats are "experimental" in Optuna 5 and have been since 2.8; say it once here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def check_sqlite_writable(what: str, url: str) -> None:
+    """For a SQLite URL: a :class:`~fer_sweep.errors.StoreError` now, naming the file, when the
+    store could be read but not written (a read-only file or folder), instead of a failure
+    deep inside the first write. Root ignores file modes but not a read-only mount."""
+    if not url.startswith("sqlite:///"):
+        return
+    import os
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(f"{what} {path}: cannot be created, its folder is read-only")
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=120, isolation_level=None)
+        try:
+            # A write that is rolled back: only a real write finds a read-only file or mount.
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE fer_sweep_write_probe (x)")
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+    except sqlite3.Error as err:
+        raise store_error(what, url, err) from None
 
 
 def open_storage(
@@ -39,7 +67,11 @@ def open_storage(
         engine_url = "postgresql+psycopg2://" + url.split("://", 1)[1]
     engine_kwargs: dict = {}
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise store_error("Optuna storage", url, err) from None
+        check_sqlite_writable("Optuna storage", url)
         # Several local workers share the file: wait for the lock rather than fail at once.
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
@@ -54,14 +86,14 @@ def open_storage(
             grace_period=settings.grace,
             heartbeat_stale_trial_callback=on_stale,
         )
-    except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors all mean "unreachable"
+    except Exception as err:  # noqa: BLE001 - the store's fault, a refused login, or "unreachable"
         reason = first_line(err)
         if "password" in reason:  # libpq: "no password supplied", "password authentication failed"
             raise UserError(
                 f"Optuna storage {url} refused the connection: {reason} (give the password "
                 "in $PGPASSWORD or a PGPASSFILE, ~/.pgpass by default)"
             ) from None
-        raise UserError(f"Optuna storage {url} is unreachable: {reason}") from None
+        raise store_error("Optuna storage", url, err) from None
 
 
 def load_study(

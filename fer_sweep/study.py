@@ -16,6 +16,8 @@ nothing. Each attempt records its own outcome (``outcome`` user attribute, see
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,10 @@ RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for 
 HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
 PREVIOUS_RUN = "previous_run_id"  # the latest earlier attempt's MLflow run: its checkpoint
 FRESH = "fer_sweep.fresh_start"  # system attribute: retries count again from this attempt
+# Study attribute: a token made when the study is created, naming its work folder, so that a
+# study deleted and created again (or another storage beside the same mlruns/) never finds
+# the checkpoints of an earlier study of the same name.
+WORK_KEY = "work_key"
 
 # Beyond this many points a discrete space is treated as endless (no exhaustion check).
 MAX_ENUMERATED_POINTS = 100_000
@@ -126,9 +132,24 @@ def create_or_resume(
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+    if WORK_KEY not in study.user_attrs:
+        study.set_user_attr(WORK_KEY, uuid.uuid4().hex[:12])
     if points:
         enqueue_missing(study, points, target)
     return study
+
+
+def work_folder(study: optuna.Study, root: int) -> str:
+    """The work folder (under the store's ``work/``) of the lineage whose first attempt is
+    trial ``root``: keyed by the study's own token, not by its name alone. A study made before
+    the token existed is keyed by its storage and id instead."""
+    key = study.user_attrs.get(WORK_KEY)
+    if not key:
+        storage = study._storage
+        url = str(getattr(getattr(storage, "_backend", storage), "url", "") or "in-memory")
+        sid = storage.get_study_id_from_name(study.study_name)
+        key = hashlib.sha256(f"{url}|{sid}".encode()).hexdigest()[:12]
+    return f"{study.study_name}-{key}/trial-{root:04d}"
 
 
 def _definition(text: str) -> dict:

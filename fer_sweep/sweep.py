@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 
+from optuna.trial import FrozenTrial, TrialState
+
+from fer_sweep.errors import Fault, StoppedOnRequest
 from fer_sweep.redact import redact
 from fer_sweep.settings import Settings
 from fer_sweep.space import SweepSpec
-from fer_sweep.study import create_or_resume, plan_of, summarize
+from fer_sweep.study import OUTCOME, REASON, create_or_resume, plan_of, skipped, summarize
 from fer_sweep.worker import settle_all, wants_more
 
 
@@ -31,7 +35,10 @@ def run_sweep(
 ) -> dict[str, int]:
     """Run the study of ``spec`` to its ``n_trials``; returns the count of trials per state.
 
-    ``timeout`` (else the file's) bounds this invocation: no trial starts after it.
+    ``timeout`` (else the file's) bounds this invocation: no trial starts after it. Raises
+    :class:`~fer_sweep.errors.StoppedOnRequest` after a Ctrl-C (exit 130) and
+    :class:`~fer_sweep.errors.Fault` when attempts ran and none completed (exit 1), both
+    after the summary line.
     """
     from fer_sweep.attempt import open_worker, settle_study_run
     from fer_sweep.describe import describe_study
@@ -53,6 +60,8 @@ def run_sweep(
     epochs = plan.spec.budget(plan.budget_name).epochs or plan.spec.base.get("epochs", 80)
     where = redact(f"storage {settings.storage}, MLflow {client.tracking_uri}")
     print(f"study {study.study_name}: {where}", file=sys.stderr)
+    ended_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    interrupted = False
     view = StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs) if live else None
     try:
         with view or nullcontext():
@@ -62,9 +71,10 @@ def run_sweep(
                                      timeout=limit)  # fmt: skip
                 with graceful_interrupt(stop):
                     worker.run()
+                interrupted = stop.is_set()
             else:
                 procs = spawn_workers(study.study_name, jobs, settings, data=data, timeout=limit)
-                wait_for_workers(procs, settings.logs_dir)
+                interrupted = wait_for_workers(procs, settings.logs_dir)
     finally:
         # The workers settled it as they left; here the study's run gets the final word.
         points = space_points(plan.spec)
@@ -78,4 +88,23 @@ def run_sweep(
         f"pruned, {counts['fail']} failed attempt(s), {counts['skipped']} skipped, "
         f"{counts['waiting']} queued"
     )
+    if interrupted:
+        raise StoppedOnRequest(f"study {study.study_name} stopped on request; the same "
+                               "command resumes it")  # fmt: skip
+    failed = failures_of_this_run(study.get_trials(deepcopy=False), ended_before)
+    if failed:
+        raise Fault(
+            f"study {study.study_name}: no attempt completed in this run: " + "; ".join(failed)
+        )
     return counts
+
+
+def failures_of_this_run(trials: Sequence[FrozenTrial], ended_before: set[int]) -> list[str]:
+    """Why each attempt that ended in this run failed, when none of them completed (or was
+    pruned, a result too); empty when one did, or when nothing ran (a finished study)."""
+    ended = [t for t in trials if t.state.is_finished() and t.number not in ended_before
+             and not skipped(t)]  # fmt: skip
+    if not ended or any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ended):
+        return []
+    return [f"trial {t.number} {t.user_attrs.get(OUTCOME, 'lost')}: "
+            f"{t.user_attrs.get(REASON) or 'no reason recorded'}" for t in ended]  # fmt: skip

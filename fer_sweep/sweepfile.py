@@ -196,6 +196,8 @@ def _resolve(name_or_path: str | Path) -> Path:
     is_path = isinstance(name_or_path, Path) or "/" in text or os.sep in text
     if is_path or text.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder, not a sweep file (give a .yaml file in it)")
         if not path.is_file():
             raise UserError(f"{path}: no such file")
         return path
@@ -222,10 +224,16 @@ def _load_yaml(text: str, path: Path) -> dict[str, Any]:
         line = f" line {mark.line + 1}:" if mark is not None else ""
         problem = getattr(err, "problem", None) or err
         raise UserError(f"{path}:{line} not valid YAML ({problem})") from None
-    if not isinstance(data, dict):
+    if data is None:
         raise UserError(
-            f"{path}: expected a mapping with keys such as base, space, sampler; "
-            f"got {type(data).__name__}"
+            f"{path} is empty (or only comments); a sweep file is a mapping with keys such as "
+            "base, space, sampler"
+        )
+    if not isinstance(data, dict):
+        got = {list: "a list", str: "a single string", int: "a number", float: "a number",
+               bool: "a boolean"}.get(type(data), type(data).__name__)  # fmt: skip
+        raise UserError(
+            f"{path}: expected a mapping with keys such as base, space, sampler; got {got}"
         )
     return data
 

@@ -77,3 +77,18 @@ def reference(config: TrainConfig) -> ThesisResult | None:
     """The thesis's top-3 model whose recipe ``config`` trains (whatever its budget), or None."""
     mine = recipe_of(config)
     return next((TOP3[rank - 1] for rank, recipe in _recipes().items() if recipe == mine), None)
+
+
+def comparable(config: TrainConfig, epochs_trained: int) -> tuple[ThesisResult | None, str]:
+    """The one rule for "comparable with the thesis", used by ``best``, the trial and study
+    notes and the reproduction report: the thesis model whose recipe ``config`` trains, when
+    the run trained it as many epochs as the thesis did on the whole data (so its PrivateTest
+    is the thesis's 3,589 images), with ``""``; else None and why not, in a few words."""
+    ref = reference(config)
+    if ref is None:
+        return None, "not one of the thesis's three recipes"
+    if config.subset:
+        return None, f"{config.subset} images per split, not all of them"
+    if epochs_trained != ref.epochs:
+        return None, f"{epochs_trained} epochs, not the thesis's {ref.epochs}"
+    return ref, ""

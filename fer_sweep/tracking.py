@@ -38,9 +38,10 @@ from fer_sweep import metric_names as names
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import EMOTIONS, Dataset
 from fer_sweep.describe import dataset_input
-from fer_sweep.errors import UserError, first_line
+from fer_sweep.errors import UserError, first_line, store_error
 from fer_sweep.runs import TrackedRun
 from fer_sweep.settings import is_local
+from fer_sweep.storage import check_sqlite_writable
 from fer_sweep.train import (
     TrainingInterrupted,
     TrainResult,
@@ -59,6 +60,10 @@ CHECKPOINTS = "checkpoints"
 # client it does not let in, as MLflow's client words it ("error code 401 != 200").
 REFUSALS = {401: "no user or a wrong password", 403: "this user may not read it"}
 _STAGED = ".upload-epoch-"  # a checkpoint's files, linked for a background upload
+# The local folder a run checkpoints into (a retry on the same machine continues there).
+WORKDIR_TAG = "fer_sweep.workdir"
+# What resuming passed over (an unreadable checkpoint), when it passed over anything.
+CHECKPOINT_NOTE_TAG = "fer_sweep.checkpoint_note"
 
 
 def connect(uri: str) -> MlflowClient:
@@ -70,8 +75,6 @@ def connect(uri: str) -> MlflowClient:
     # MLflow narrates schema creation and migrations at INFO; a user needs only problems.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if uri.startswith(("http://", "https://")):
         # MLflow's own default (7 retries, exponential backoff) blocks a trial for minutes per
         # call when the server is gone; a few retries ride out a restart. The env var wins.
@@ -79,10 +82,13 @@ def connect(uri: str) -> MlflowClient:
             os.environ.setdefault(name, value)
         _check_server(uri)
     try:
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
+        # Building the client opens (or creates) a SQLite store: a damaged file fails here.
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-    except Exception as err:  # noqa: BLE001 - any failure here means "unreachable"
+    except Exception as err:  # noqa: BLE001 - a refused login, the store's fault, or "unreachable"
         reason = first_line(err)
         for code, what in REFUSALS.items():
             if f"error code {code} " in reason:
@@ -91,7 +97,8 @@ def connect(uri: str) -> MlflowClient:
                     "give its user in $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD "
                     "(or ~/.mlflow/credentials)"
                 ) from None
-        raise UserError(f"MLflow tracking store {uri} is unreachable: {reason}") from None
+        raise store_error("MLflow tracking store", uri, err) from None
+    check_sqlite_writable("MLflow tracking store", uri)
     return client
 
 
@@ -283,7 +290,7 @@ def tracked_train(
     """
     remote = not is_local(run.client.tracking_uri)
     tags = {"fer_sweep.dataset_sha256": dataset.sha256, "fer_sweep.dataset_source": dataset.source,
-            "fer_sweep.workdir": str(workdir)}  # fmt: skip
+            WORKDIR_TAG: str(workdir)}  # fmt: skip
     if resume_run:
         tags["fer_sweep.resumes_run"] = resume_run
         if remote:
@@ -333,7 +340,8 @@ def final_metrics(result: TrainResult) -> dict[str, float]:
         out[names.TRAIN_BEST] = max(train_accuracy)
     for which, report in (("final", result.test_final), ("at_best_epoch", result.test_best)):
         for emotion, acc in zip(EMOTIONS, report.per_class, strict=True):
-            out[names.per_class(which, emotion)] = acc
+            if acc is not None:  # a class the split lacks has no accuracy: no metric (n/a)
+                out[names.per_class(which, emotion)] = acc
     return {k: float(v) for k, v in out.items()}
 
 
@@ -350,7 +358,10 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in final_metrics(result).items()]
     run.safely("final metrics", client.log_batch, run_id, metrics=metrics)
-    run.set_tags({"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)})
+    tags = {"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)}
+    if result.checkpoint_note:  # an unreadable checkpoint was passed over when resuming
+        tags[CHECKPOINT_NOTE_TAG] = result.checkpoint_note[:5000]
+    run.set_tags(tags)
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -31,8 +32,8 @@ import numpy as np
 from fer_sweep import predictions
 from fer_sweep.augment import AffineAugment, augments
 from fer_sweep.config import TrainConfig
-from fer_sweep.data import Dataset, stratified_subset
-from fer_sweep.errors import UserError
+from fer_sweep.data import Dataset, require_splits, stratified_subset
+from fer_sweep.errors import UserError, first_line
 from fer_sweep.models import INPUT_SHAPE, NUM_CLASSES, build_model
 from fer_sweep.pipeline import EpochBatches, epoch_rng, eval_inputs, training_input
 from fer_sweep.schedules import current_learning_rate, make_optimizer
@@ -42,6 +43,11 @@ MODEL_FILE = "model.keras"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_MODEL = "final.keras"
 STATE_FILE = "state.json"
+# Beside CHECKPOINT_DIR: the checkpoint it replaced (whole), where a damaged one is set aside,
+# and the name the replaced one had only while being swapped before this layout.
+PREVIOUS_DIR = CHECKPOINT_DIR + ".prev"
+DAMAGED_DIR = CHECKPOINT_DIR + ".damaged"
+LEGACY_OLD_DIR = CHECKPOINT_DIR + ".old"
 # The dropout generators' random stream, beside pipeline.py's shuffle (0) and augment (1).
 _DROPOUT = 2
 
@@ -63,7 +69,7 @@ class SplitReport:
     """Accuracy on one split, with per-class accuracy and the confusion matrix (rows = truth)."""
 
     accuracy: float
-    per_class: list[float]
+    per_class: list[float | None]  # None: the split has no image of that class (n/a)
     confusion: list[list[int]]
 
 
@@ -87,6 +93,7 @@ class TrainResult:
     private_at_epochs: dict[int, float] = field(default_factory=dict)  # report_epochs
     files: dict[str, Path] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    checkpoint_note: str = ""  # what resuming passed over: an unreadable checkpoint
 
 
 def split_report(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> SplitReport:
@@ -101,10 +108,11 @@ def report_of(labels: np.ndarray, pred: np.ndarray) -> SplitReport:
         labels.astype(np.int64) * NUM_CLASSES + pred, minlength=NUM_CLASSES * NUM_CLASSES
     ).reshape(NUM_CLASSES, NUM_CLASSES)
     totals = confusion.sum(axis=1)
-    per_class = np.divide(np.diag(confusion), totals, out=np.zeros(NUM_CLASSES), where=totals > 0)
+    per_class = [float(hit / n) if n else None for hit, n in zip(np.diag(confusion), totals,
+                                                                 strict=True)]  # fmt: skip
     return SplitReport(
         accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
-        per_class=[float(v) for v in per_class],
+        per_class=per_class,
         confusion=confusion.tolist(),
     )
 
@@ -233,57 +241,140 @@ class _CheckpointAndStop(keras.callbacks.Callback):
 
 
 def save_checkpoint(model: keras.Model, state: _State, workdir: Path, config: TrainConfig) -> None:
-    """Write the checkpoint folder whole, then swap it in, so a kill never leaves half of one."""
+    """Write the checkpoint folder whole, check it reads back, then swap it in.
+
+    The checkpoint it replaces stays, whole, as ``checkpoint.prev``, so a checkpoint damaged
+    later (a truncated copy, a bad disk) still leaves one to resume from; a write that fails
+    (a full disk) removes its partial folder and leaves both in place.
+    """
     tmp = workdir / (CHECKPOINT_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(tmp / MODEL_FILE)
-    if (workdir / BEST_WEIGHTS).exists():
-        shutil.copy2(workdir / BEST_WEIGHTS, tmp / BEST_WEIGHTS)
-    payload = {"state": asdict(state), "config": config.model_dump(mode="json")}
-    (tmp / STATE_FILE).write_text(json.dumps(payload))
-    final = workdir / CHECKPOINT_DIR
-    old = workdir / (CHECKPOINT_DIR + ".old")
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        model.save(tmp / MODEL_FILE)
+        if (workdir / BEST_WEIGHTS).exists():
+            shutil.copy2(workdir / BEST_WEIGHTS, tmp / BEST_WEIGHTS)
+        payload = {"state": asdict(state), "config": config.model_dump(mode="json")}
+        (tmp / STATE_FILE).write_text(json.dumps(payload))
+        _check_readable(tmp)
+    except BaseException:
+        shutil.rmtree(
+            tmp, ignore_errors=True
+        )  # a partial folder also holds space a full disk needs
+        raise
+    final, previous = workdir / CHECKPOINT_DIR, workdir / PREVIOUS_DIR
+    shutil.rmtree(workdir / LEGACY_OLD_DIR, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
     if final.exists():
-        final.rename(old)
+        final.rename(previous)
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def checkpoint_path(workdir: Path) -> Path:
-    """The folder holding ``workdir``'s checkpoint (model, optimizer, state), whole or absent."""
+    """The folder holding ``workdir``'s newest checkpoint (model, optimizer, state)."""
     return Path(workdir) / CHECKPOINT_DIR
 
 
+def _candidates(workdir: Path) -> list[Path]:
+    """Checkpoint folders to resume from, newest first: the current one, the one it replaced,
+    and the name an earlier version gave the replaced one while swapping (``.old``)."""
+    return [Path(workdir) / d for d in (CHECKPOINT_DIR, PREVIOUS_DIR, LEGACY_OLD_DIR)]
+
+
+def _read_state(folder: Path) -> dict:
+    """The payload of ``folder``'s state.json, or :class:`CheckpointUnreadable`."""
+    path = folder / STATE_FILE
+    try:
+        payload = json.loads(path.read_text())
+        int(payload["state"]["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointUnreadable(f"{path}: {first_line(err) or type(err).__name__}") from None
+    return payload
+
+
+def _check_readable(folder: Path) -> None:
+    """The cheap part of reading a checkpoint back: its state parses and the model archive's
+    every member has the CRC it was written with (a truncated file fails here)."""
+    import zipfile
+
+    _read_state(folder)
+    path = folder / MODEL_FILE
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise CheckpointUnreadable(f"{path}: {first_line(err)}") from None
+    if bad is not None:
+        raise CheckpointUnreadable(f"{path}: {bad} is damaged")
+
+
 def checkpoint_epoch(workdir: Path) -> int:
-    """Epochs done according to the checkpoint in ``workdir`` (0 when there is none)."""
-    path = checkpoint_path(workdir) / STATE_FILE
-    if not path.exists():
-        return 0
-    return int(json.loads(path.read_text())["state"]["epoch"])
+    """Epochs done according to the newest readable checkpoint in ``workdir`` (0: none)."""
+    for folder in _candidates(workdir):
+        try:
+            return int(_read_state(folder)["state"]["epoch"])
+        except CheckpointUnreadable:
+            continue
+    return 0
 
 
-def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model, _State] | None:
-    ckpt = checkpoint_path(workdir)
-    if not (ckpt / STATE_FILE).exists():
-        # A kill during the swap leaves only the previous checkpoint, under its .old name.
-        if (workdir / (CHECKPOINT_DIR + ".old") / STATE_FILE).exists():
-            (workdir / (CHECKPOINT_DIR + ".old")).rename(ckpt)
-        else:
-            return None
-    payload = json.loads((ckpt / STATE_FILE).read_text())
-    saved = TrainConfig(**payload["config"])
-    if saved != config:
-        changed = sorted(k for k, v in config.model_dump().items() if saved.model_dump()[k] != v)
-        raise UserError(
-            f"{ckpt} holds a run with a different config ({', '.join(changed)} differ); "
-            "resume with the same config or use a new work dir"
-        )
-    model = keras.models.load_model(ckpt / MODEL_FILE)
-    if (ckpt / BEST_WEIGHTS).exists():
-        shutil.copy2(ckpt / BEST_WEIGHTS, workdir / BEST_WEIGHTS)
-    return model, _State(**payload["state"])
+class CheckpointUnreadable(Exception):
+    """A checkpoint folder that cannot be resumed from (the message names the file)."""
+
+
+def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _State | None, str]:
+    """The model and state of the newest readable checkpoint (None, None: there is none) and
+    a line saying which unreadable ones were passed over (empty when none was)."""
+    skipped: list[str] = []
+    for folder in _candidates(workdir):
+        if not folder.exists():
+            continue
+        try:
+            payload = _read_state(folder)
+        except CheckpointUnreadable as err:
+            skipped.append(first_line(err))
+            continue
+        try:
+            saved = TrainConfig(**payload["config"])
+        except (KeyError, ValueError, TypeError) as err:
+            skipped.append(f"{folder / STATE_FILE}: no valid config ({first_line(err)})")
+            continue
+        if saved != config:
+            changed = sorted(k for k, v in config.model_dump().items()
+                             if saved.model_dump()[k] != v)  # fmt: skip
+            raise UserError(
+                f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
+                "resume with the same config or use a new work dir"
+            )
+        try:
+            _check_readable(folder)
+            model = keras.models.load_model(folder / MODEL_FILE)
+        except CheckpointUnreadable as err:  # its message names the file
+            skipped.append(str(err))
+            continue
+        except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad archive
+            skipped.append(f"{folder / MODEL_FILE}: {first_line(err)}")
+            continue
+        if (folder / BEST_WEIGHTS).exists():
+            shutil.copy2(folder / BEST_WEIGHTS, workdir / BEST_WEIGHTS)
+        state = _State(**payload["state"])
+        note = ""
+        if skipped:
+            note = (f"resumed from the checkpoint after epoch {state.epoch} in {folder.name}/; "
+                    f"passed over the unreadable {'; '.join(skipped)}")  # fmt: skip
+        if folder.name != CHECKPOINT_DIR:
+            # The newest readable one becomes the current one; a damaged one is set aside.
+            damaged = workdir / DAMAGED_DIR
+            shutil.rmtree(damaged, ignore_errors=True)
+            if checkpoint_path(workdir).exists():
+                checkpoint_path(workdir).rename(damaged)
+            folder.rename(checkpoint_path(workdir))
+        return model, state, note
+    if not skipped:
+        return None, None, ""
+    (workdir / BEST_WEIGHTS).unlink(missing_ok=True)  # it belonged to the unreadable run
+    return None, None, (f"no readable checkpoint, starting from epoch 1; passed over the "
+                        f"unreadable {'; '.join(skipped)}")  # fmt: skip
 
 
 def _seed_initializers(seed: int) -> None:
@@ -336,18 +427,19 @@ def train(
     _seed_initializers(config.seed)
 
     data = stratified_subset(dataset, config.subset, seed=config.seed) if config.subset else dataset
+    require_splits(data)  # an empty split would train on nothing or fail inside Keras
     x_train, y_train = data.arrays("Training")
     x_val, y_val = data.arrays("PublicTest")
     x_test, y_test = data.arrays("PrivateTest")
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
 
-    restored = _restore(workdir, config)
-    if restored is None:
+    model, state, checkpoint_note = _restore(workdir, config)
+    if checkpoint_note:
+        print(f"warning: {workdir}: {checkpoint_note}", file=sys.stderr)
+    if model is None:
         model = training_model(build_model(config), config)
         compile_model(model, config, steps_per_epoch)
         state = _State()
-    else:
-        model, state = restored
     resumed_from = state.epoch
     extra_callbacks: list[keras.callbacks.Callback] = []
     if config.schedule == "reduce_on_plateau":
@@ -425,4 +517,5 @@ def train(
         workdir=workdir,
         private_at_epochs={int(k): v for k, v in state.private_at_epochs.items()},
         files=files,
+        checkpoint_note=checkpoint_note,
     )

@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fer_sweep.config import TrainConfig, make_config
-from fer_sweep.errors import UserError
+from fer_sweep.errors import StoreError, UserError, disk_full, first_line
 from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
 from fer_sweep.space import SweepSpec, suggest, trial_config_values
@@ -67,7 +67,7 @@ MAX_SKIPS_IN_A_ROW = 100
 class Step(StrEnum):
     """What becomes of a configuration after one of its attempts."""
 
-    DONE = "done"  # it has its result: complete, pruned, diverged (or was never trained)
+    DONE = "done"  # it has its result: complete, pruned, diverged, refused (or never trained)
     RESUME = "resume"  # stopped on request: queued again, resumes from its checkpoint
     RETRY = "retry"  # failed (an error, a lost worker): queued again
     GIVE_UP = "give up"  # failed more than max_retries times: recorded FAIL with its reason
@@ -78,7 +78,8 @@ def next_step(outcomes: Sequence[Outcome], max_retries: int) -> Step:
     outcomes, oldest first). Each attempt speaks for itself: an earlier interruption does
     not make a later error resumable, and only errors and lost workers use up retries."""
     last = outcomes[-1]
-    if last in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, Outcome.SKIPPED):
+    if last in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, Outcome.REFUSED,
+                Outcome.SKIPPED):  # fmt: skip
         return Step.DONE
     if last is Outcome.INTERRUPTED:
         return Step.RESUME
@@ -284,6 +285,7 @@ class AttemptReport:
     value: float | None = None
     reason: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
+    halt: bool = False  # this machine cannot go on (its disk is full): the worker stops
 
 
 class Runner:
@@ -294,6 +296,10 @@ class Runner:
 
     def on_lost(self, trial: FrozenTrial) -> None:
         """``trial``'s worker died: close what it left open."""
+
+    def on_done(self, trial: FrozenTrial) -> None:
+        """``trial``'s configuration has its outcome (complete, pruned, diverged, refused):
+        nothing will resume it, so what it kept for a resume may go."""
 
     def on_leave(self, study: optuna.Study, *, done: bool) -> None:
         """The worker leaves the study (``done``: nothing is left to start)."""
@@ -342,6 +348,7 @@ class Worker:
         self.trained = 0
         self.skips_in_a_row = 0
         self.current: int | None = None  # the trial this worker runs now
+        self.halted: str | None = None  # why the worker stopped on its own (a full disk)
 
     def run(self) -> int:
         """Run attempts until there is nothing left; returns how many this worker trained."""
@@ -362,8 +369,21 @@ class Worker:
                 with suppress(Exception):
                     settle(self.study, self.current, self.max_retries)
             raise
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            # The study's own storage cannot be written: nothing can be recorded, so stop.
+            raise StoreError(
+                f"Optuna storage: the disk is full ({first_line(err)}); "
+                "re-run the same command once there is space"
+            ) from None
         finally:
             self.runner.on_leave(self.study, done=done)
+        if self.halted:
+            raise StoreError(
+                f"{self.halted}; the trial resumes from its last checkpoint "
+                "when the same command runs again once there is space"
+            )
         return self.trained
 
     def on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -409,7 +429,8 @@ class Worker:
             values = trial_config_values(spec, sampled, spec.budget(plan.budget_name))
             config = make_config(values, origin=f"trial {trial.number}")
         except UserError as err:
-            self._record(trial, AttemptReport(Outcome.ERROR, reason=str(err)))
+            print(f"trial {trial.number} refused: {err}", file=sys.stderr)
+            self._record(trial, AttemptReport(Outcome.REFUSED, reason=str(err)))
             raise AttemptFailed(str(err)) from None
         attempt = Attempt(
             study=self.study.study_name,
@@ -428,13 +449,19 @@ class Worker:
             with suppress(Exception):
                 self._record(trial, AttemptReport(Outcome.INTERRUPTED, reason="stopped at once"))
             raise
+        if report.halt:
+            self.halted = report.reason
+            self.stop_event.set()
         self._record(trial, report)
         if report.outcome is Outcome.COMPLETE:
             return float(report.value)
         if report.outcome is Outcome.PRUNED:
             raise optuna.TrialPruned(report.reason)
         if report.outcome is not Outcome.INTERRUPTED:
-            print(f"trial {trial.number} {report.outcome.value}: {report.reason}", file=sys.stderr)
+            what = {Outcome.REFUSED: "refused (not retried: it would be refused again)"}.get(
+                report.outcome, report.outcome.value
+            )
+            print(f"trial {trial.number} {what}: {report.reason}", file=sys.stderr)
         raise AttemptFailed(report.reason)
 
     def _skip(self, trial: optuna.Trial, reason: str, trials: Sequence[FrozenTrial]) -> None:
@@ -457,6 +484,8 @@ class Worker:
 
     def _after(self, study: optuna.Study, trial: FrozenTrial) -> None:
         step = settle(study, trial.number, self.max_retries)
+        if step is Step.DONE:
+            self.runner.on_done(trial)
         if step is Step.RETRY:
             print(f"trial {trial.number}: trying its configuration again", file=sys.stderr)
         elif step is Step.GIVE_UP:

@@ -94,7 +94,9 @@ def sweep(tmp_path: Path, spec: Path, data: Path, *more: str, **extra: str) -> C
 
 
 def workdir(trial: int) -> Path:
-    return Settings.resolve().workdir(f"{STUDY}/trial-{trial:04d}")
+    """The trial's work folder (named by the study's name and its own token)."""
+    found = sorted((Settings.resolve().store_dir / "work").glob(f"{STUDY}-*/trial-{trial:04d}"))
+    return found[0] if found else Settings.resolve().workdir(f"{STUDY}-none/trial-{trial:04d}")
 
 
 def wait_for_checkpoint(cli: Cli, trial: int, epoch: int = 1, timeout: float = 400) -> int:
@@ -195,8 +197,9 @@ def test_ctrl_c_stops_within_an_epoch_and_the_next_sweep_resumes(tmp_path, spec,
     cleanup.append(first)
     seen = wait_for_checkpoint(first, trial=0)
     first.proc.send_signal(signal.SIGINT)
-    assert first.wait(180) == 0, first.output
+    assert first.wait(180) == 130, first.output  # stopped on request: 130, as train exits
     assert "stopping after the current epoch" in first.output
+    assert "stopped on request; the same command resumes it" in first.output
     assert "Traceback" not in first.output
 
     stopped = {t.number: t for t in trials()}

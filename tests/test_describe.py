@@ -69,22 +69,40 @@ def test_the_thesis_reference_is_the_same_recipe_whatever_the_budget():
     assert thesis.reference(other) is None
 
 
-def test_a_trial_note_gives_privatetest_against_the_thesis_in_percent():
-    top2 = load_config(preset="thesis-top2", epochs=2, subset=300)
-    note = describe.trial_note(top2, private_final=0.612345, private_at_best=0.6, best_epoch=1,
-                               epochs_trained=2)  # fmt: skip
-    first = note.splitlines()[0]
-    assert first == "PrivateTest 61.23 % vs thesis 65.88 % (-4.65)" and len(first) <= 50
-    assert "the thesis's (its 2nd model, same recipe): 65.88 %" in note
-    assert "(epoch 1 of 2): 60.00 %" in note and "The gap says little." in note
+def test_a_trial_note_compares_with_the_thesis_only_where_best_does():
+    """One rule (thesis.comparable) for best, the notes and the report: a smoke trial of a
+    thesis recipe, or another recipe at full length, gets no gap, and says so in the first
+    50 characters (what the runs table's Description column shows)."""
+    from fer_sweep.ranking import Ranked
+
+    def note(config, final, epochs):
+        return describe.trial_note(config, private_final=final, private_at_best=0.6,
+                                   best_epoch=1, epochs_trained=epochs)  # fmt: skip
+
+    smoke = load_config(preset="thesis-top2", epochs=2, subset=300)
+    text = note(smoke, 0.612345, 2)
+    first = text.splitlines()[0]
+    assert first == "PrivateTest 61.23 % (not comparable with thesis)" and len(first) <= 50
+    assert "-4.65" not in text and "-42" not in text  # no gap where best shows "-"
+    assert "300 images per split" in text and "its 2nd model, same recipe, reached 65.88 %" in text
+    assert "(epoch 1 of 2): 60.00 %" in text
+
+    other = load_config(overrides=["fc_dropout=0.8"])  # 80 epochs, all images, no recipe
+    text = note(other, 0.6655, 80)
+    assert "not comparable" in text.splitlines()[0] and "+0.00" not in text
+    assert "not one of the thesis's three recipes" in text and "65.82 %" in text
+
     full = load_config(preset="thesis-top2")
-    other = load_config(overrides=["fc_dropout=0.8"])
-    note = describe.trial_note(other, private_final=0.6655, private_at_best=0.66, best_epoch=80,
-                               epochs_trained=80)  # fmt: skip
-    assert note.startswith("PrivateTest 66.55 % vs thesis 66.55 % (+0.00)\n")
-    assert "(its best model): 66.55 %, +0.00 points" in note and "gap says little" not in note
-    assert "65.82 %" in note  # the whole top 3 when no recipe matches
-    assert thesis.reference(full).rank == 2
+    text = note(full, 0.6688, 80)
+    assert text.startswith("PrivateTest 66.88 % vs thesis 65.88 % (+1.00)\n")
+    assert "(its 2nd model, same recipe, same length): 65.88 %, +1.00 points" in text
+    assert note(full, 0.6688, 79).splitlines()[0].endswith("(not comparable with thesis)")
+
+    # best decides it the same way: comparable rows only for the same three cases.
+    assert [thesis.comparable(c, e)[0] is not None
+            for c, e in ((smoke, 2), (other, 80), (full, 80), (full, 79))] == [
+        False, False, True, False]  # fmt: skip
+    assert Ranked.__dataclass_fields__["comparable"].default is False
 
 
 def test_the_study_note_says_the_question_and_every_metric(spec):
@@ -137,8 +155,20 @@ def test_the_study_run_note_gives_the_best_trial_in_percent():
     )
     best.number = 3
     note = describe.study_summary("drop-smoke", best, 6)
-    assert note.splitlines()[0] == (
-        "Best of 6 complete trial(s) by PublicTest: t03 dropout=0.3 all"
-    )
+    assert note.splitlines()[0] == "Best trial: not comparable with the thesis"
+    assert "Best of 6 complete trial(s) by PublicTest: t03 dropout=0.3 all" in note
     assert "- PrivateTest, final weights: 65.43 %" in note
     assert "- PublicTest, best epoch: 60.00 %" in note and "66.55 %" in note
+
+
+def test_the_study_note_compares_its_best_trial_only_when_comparable():
+    import optuna
+
+    best = optuna.trial.create_trial(value=0.65, user_attrs={mn.PRIVATE_FINAL: 0.6700,
+                                                             mn.EPOCHS_TRAINED: 80})  # fmt: skip
+    best.number = 0
+    full = describe.study_summary("t", best, 1, load_config(preset="thesis-top1"))
+    assert full.splitlines()[0] == "Best: 67.00 % vs thesis 66.55 % (+0.45)"
+    smoke = describe.study_summary("t", best, 1, load_config(preset="thesis-top1", subset=300))
+    assert smoke.splitlines()[0] == "Best trial: not comparable with the thesis"
+    assert "300 images per split" in smoke and "+0.45" not in smoke

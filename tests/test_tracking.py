@@ -280,3 +280,27 @@ def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_
     assert run.info.status == "FINISHED"
     assert run.data.metrics[names.trial_count("complete")] == 2
     assert run.data.metrics[names.PRIVATE_FINAL] == 0.4
+
+
+def test_a_finished_trials_work_folder_goes_unless_mlflow_missed_part_of_it():
+    import threading
+
+    from fer_sweep.attempt import MLFLOW_ERRORS, TrainingRunner
+    from fer_sweep.study import work_folder
+
+    settings = Settings.resolve()
+    study = optuna.create_study(study_name="s", storage=optuna.storages.InMemoryStorage())
+    study.set_user_attr("work_key", "k1")
+    runner = TrainingRunner("s", settings, None, None, threading.Event(), "parent")
+    runner.study = study
+    for errors in ("", "final metrics: server gone"):
+        trial = study.ask()
+        if errors:
+            trial.set_user_attr(MLFLOW_ERRORS, errors)
+        study.tell(trial, 0.5)
+        folder = settings.workdir(work_folder(study, trial.number))
+        (folder / "checkpoint").mkdir(parents=True)
+        runner.on_done(study.trials[trial.number])
+        # Kept only when MLflow is missing some of what the attempt wrote.
+        assert folder.exists() == bool(errors)
+    assert settings.workdir("s-k1/trial-0000") == settings.workdir(work_folder(study, 0))

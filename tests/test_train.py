@@ -1,7 +1,10 @@
 """One tracked training run end to end (1-3 epochs on a small slice), checkpoint and resume."""
 
+import json
 import math
+import shutil
 import threading
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from fer_sweep import metric_names as names
 from fer_sweep import predictions
-from fer_sweep.config import load_config
+from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.runs import open_run
 from fer_sweep.settings import Settings
 from fer_sweep.tracking import connect, tracked_train
@@ -127,3 +130,92 @@ def test_a_checkpoint_with_another_config_is_refused(fer_dataset, tmp_path):
     train(cfg, fer_dataset, workdir=tmp_path / "w")
     with pytest.raises(UserError, match="different config.*lr"):
         train(cfg.replace(lr=0.01), fer_dataset, workdir=tmp_path / "w")
+
+
+# --- checkpoints: today's layout, damage, and the previous whole one ----------------------
+
+REPRO = Path(__file__).resolve().parents[1] / "results" / "work" / "thesis-top1-seed0"
+TODAYS_LAYOUT = {"model.keras", "state.json", "best.weights.h5"}
+
+
+def test_a_checkpoint_in_todays_layout_resumes(fer_dataset, tmp_path):
+    """Folders written before checkpoint.prev existed (results/work/*/checkpoint: model.keras,
+    state.json, best.weights.h5 and nothing beside them) still resume."""
+    from fer_sweep.train import _restore
+
+    if (REPRO / "checkpoint").is_dir():  # the reproduction's own, 80 epochs of thesis-top1
+        real = tmp_path / "real"
+        shutil.copytree(REPRO / "checkpoint", real / "checkpoint")
+        assert {p.name for p in (real / "checkpoint").iterdir()} == TODAYS_LAYOUT
+        saved = json.loads((real / "checkpoint" / "state.json").read_text())["config"]
+        model, state, note = _restore(real, TrainConfig(**saved))
+        assert model is not None and state.epoch == 80 == checkpoint_epoch(real) and note == ""
+    cfg = _config(epochs=2, subset=128, batch_size=32)
+    train(cfg.replace(epochs=1), fer_dataset, workdir=tmp_path / "w")
+    # Back to exactly today's layout: the checkpoint folder alone, nothing beside it.
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "w" / "checkpoint", old / "checkpoint")
+    saved = json.loads((old / "checkpoint" / "state.json").read_text())
+    saved["config"]["epochs"] = 2  # the same run, continued to 2 epochs
+    (old / "checkpoint" / "state.json").write_text(json.dumps(saved))
+    assert {p.name for p in (old / "checkpoint").iterdir()} == TODAYS_LAYOUT
+    resumed = train(cfg, fer_dataset, workdir=old)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_trained == 2
+    assert resumed.checkpoint_note == ""
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_then_starts_afresh(
+    fer_dataset, tmp_path, capfd
+):
+    more = _config(epochs=3, subset=128, batch_size=32)
+    work = tmp_path / "w"
+    stop = threading.Event()
+    with pytest.raises(TrainingInterrupted):  # checkpoints after epochs 1 and 2
+        train(more, fer_dataset, workdir=work, stop_event=stop, callbacks=[_StopAt(stop, 2)])
+    assert checkpoint_epoch(work) == 2 and (work / "checkpoint.prev" / "model.keras").exists()
+    model = work / "checkpoint" / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated
+    resumed = train(more, fer_dataset, workdir=work)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_trained == 3
+    assert "model.keras" in resumed.checkpoint_note and "epoch 1" in resumed.checkpoint_note
+    warning = [line for line in capfd.readouterr().err.splitlines() if "passed over" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning:")
+
+    # Garbage in every state.json: the run starts afresh, it is not blocked for good.
+    for folder in ("checkpoint", "checkpoint.prev"):
+        (work / folder / "state.json").write_text("{not json")
+    assert checkpoint_epoch(work) == 0  # no bare JSON error
+    again = train(more, fer_dataset, workdir=work)
+    assert again.resumed_from_epoch == 0 and again.epochs_trained == 3
+    assert (
+        "starting from epoch 1" in again.checkpoint_note and "state.json" in again.checkpoint_note
+    )
+
+
+def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_whole(
+    fer_dataset, tmp_path, monkeypatch
+):
+    """ENOSPC injected at the checkpoint's write (keras's save): the partial folder goes, the
+    checkpoint before it stays readable, and the error names the cause."""
+    import errno
+
+    cfg = _config(epochs=2, subset=128, batch_size=32)
+    work = tmp_path / "w"
+    stop = threading.Event()
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, fer_dataset, workdir=work, stop_event=stop, callbacks=[_StopAt(stop, 1)])
+    real_save = keras.Model.save
+
+    def full(self, path, *a, **kw):
+        real_save(self, path, *a, **kw)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(keras.Model, "save", full)
+    with pytest.raises(OSError) as err:
+        train(cfg, fer_dataset, workdir=work)
+    assert err.value.errno == errno.ENOSPC
+    assert not (work / "checkpoint.tmp").exists()
+    monkeypatch.undo()
+    assert checkpoint_epoch(work) == 1
+    resumed = train(cfg, fer_dataset, workdir=work)  # once there is space again
+    assert resumed.resumed_from_epoch == 1 and resumed.checkpoint_note == ""

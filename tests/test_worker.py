@@ -355,3 +355,134 @@ def test_a_rerun_gives_a_configuration_that_failed_for_good_its_retries_anew(
     assert worker(study, FakeRunner()).run() == 1
     states = [(t.params["dropout"], t.state.name) for t in study.trials]
     assert states == [("a", "FAIL"), ("b", "FAIL"), ("a", "FAIL"), ("a", "COMPLETE")]
+
+
+# --- failures that would fail again ------------------------------------------------------
+
+
+def test_a_configuration_training_refuses_is_terminal_and_not_rearmed(
+    tmp_path, settings, storage, capsys
+):
+    from fer_sweep.errors import UserError
+    from fer_sweep.runs import STATUS, outcome_of
+
+    refusal = UserError("a step schedule with 2 drop(s) needs more than 1 update(s)")
+    assert outcome_of(refusal) is Outcome.REFUSED
+    assert STATUS[Outcome.REFUSED] == (TrialState.FAIL, "FAILED")
+    assert next_step([Outcome.REFUSED], 5) is Step.DONE
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2,
+                             storage=storage)  # fmt: skip
+
+    def script(attempt, n):
+        if attempt.params["dropout"] == "a":
+            return AttemptReport(outcome_of(refusal), reason=str(refusal))
+        return AttemptReport(Outcome.COMPLETE)
+
+    runner = FakeRunner(script)
+    assert worker(study, runner, max_retries=3).run() == 2  # no retry of "a"
+    assert settle_all(study, 3) == 0  # and a re-run does not give it retries anew
+    assert worker(study, runner, max_retries=3).run() == 0
+    said = capsys.readouterr().err
+    assert said.count("trial 0 refused") == 1 and "needs more than 1 update" in said
+    assert [t.user_attrs[OUTCOME] for t in study.trials] == ["refused", "complete"]
+
+
+def test_a_run_in_which_no_attempt_completed_names_the_reasons(storage):
+    from fer_sweep.sweep import failures_of_this_run
+
+    study = optuna.create_study(storage=storage)
+    done = study.ask()
+    study.tell(done, 1.0)
+    before = {t.number for t in study.trials}
+    for outcome, reason in (("refused", "needs more than 1 update"), ("error", "out of memory")):
+        trial = study.ask()
+        trial.set_user_attr(OUTCOME, outcome)
+        trial.set_user_attr("reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+    failed = failures_of_this_run(study.trials, before)
+    assert failed == ["trial 1 refused: needs more than 1 update", "trial 2 error: out of memory"]
+    assert failures_of_this_run(study.trials, set()) == []  # trial 0 completed in that run
+    assert failures_of_this_run(study.trials, {0, 1, 2}) == []  # nothing ran: a finished study
+
+
+# --- work folders -------------------------------------------------------------------------
+
+
+def test_a_recreated_study_or_another_storage_never_shares_a_work_folder(tmp_path, settings):
+    from fer_sweep.study import work_folder
+
+    spec = spec_of(tmp_path, GRID, "grid")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    folder = work_folder(first, 0)
+    assert folder.startswith("grid-smoke-") and folder.endswith("/trial-0000")
+    again = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    assert work_folder(again, 0) == folder  # the same study resumed: the same folder
+    optuna.delete_study(study_name=first.study_name, storage=url)  # as study.py advises
+    recreated = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(url))
+    other = f"sqlite:///{tmp_path / 'b.db'}"  # a fresh database beside the same mlruns/
+    elsewhere = create_or_resume(spec, settings, storage=optuna.storages.RDBStorage(other))
+    assert len({folder, work_folder(recreated, 0), work_folder(elsewhere, 0)}) == 3
+
+
+def test_a_configuration_with_its_outcome_lets_its_work_folder_go(tmp_path, settings, storage):
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
+                             storage=storage)  # fmt: skip
+    outcomes = iter([Outcome.COMPLETE, Outcome.ERROR, Outcome.INTERRUPTED])
+    done = []
+
+    class Recording(FakeRunner):
+        def on_done(self, trial):
+            done.append(trial.number)
+
+    stop = threading.Event()
+
+    def script(attempt, n):
+        outcome = next(outcomes)
+        if outcome is Outcome.INTERRUPTED:
+            stop.set()
+        return AttemptReport(outcome, reason="x")
+
+    worker(study, Recording(script), stop_event=stop).run()
+    # Trial 0 completed; trial 1 failed and is retried (trial 2), which was interrupted:
+    # only the finished configuration's folder may go.
+    assert done == [0]
+
+
+def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
+    tmp_path, settings, storage
+):
+    """ENOSPC injected where an attempt writes (the runner's report of it): the worker stops
+    instead of failing every other trial on the same disk, nothing uses up a retry, and the
+    next run resumes the attempt."""
+    import errno
+
+    from fer_sweep.errors import StoreError, disk_full, store_cause
+    from fer_sweep.runs import outcome_of
+
+    enospc = OSError(errno.ENOSPC, "No space left on device", "/mlruns/work/x/model.keras")
+    assert outcome_of(enospc) is Outcome.INTERRUPTED  # resumable, costs no retry
+    try:  # SQLite's words, under what MLflow and SQLAlchemy wrap them in
+        try:
+            raise RuntimeError("(sqlite3.OperationalError) database or disk is full")
+        except RuntimeError as inner:
+            raise ValueError("Response exceeding max length") from inner
+    except ValueError as wrapped:
+        assert disk_full(wrapped) and store_cause(wrapped) == "the disk is full"
+
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
+                             storage=storage)  # fmt: skip
+
+    def full(attempt, n):
+        why = f"trial {attempt.number}: the disk is full ({enospc})"
+        return AttemptReport(Outcome.INTERRUPTED, halt=True, reason=why)
+
+    with pytest.raises(StoreError, match="trial 0: the disk is full.*once there is space"):
+        worker(study, FakeRunner(full), max_retries=0).run()
+    first = study.get_trials()[0]
+    assert first.state == TrialState.FAIL and first.user_attrs[OUTCOME] == "interrupted"
+    assert len([t for t in study.get_trials() if t.state != TrialState.WAITING]) == 1
+    runner = FakeRunner()
+    assert worker(study, runner, max_retries=0).run() == 3  # space is back: all three run
+    (resumed,) = [a for a in runner.attempts if a.root == 0]
+    assert resumed.previous_run == "run-0" and resumed.number == 3
