@@ -48,11 +48,10 @@ def test_train_a_short_run_and_rank_it(tmp_path, fer_csv):
     assert out.returncode == 0, out.stderr
     assert "PrivateTest final" in out.stdout
     run_id = out.stdout.split()[-1]
-    # --resume rebuilds the config from the run's params and continues from its checkpoint
-    # (here the finished one: nothing left to train, the run is evaluated and closed again).
+    # A finished run is never written again: --resume on it is one error line, exit 2.
     again = fer("train", "--resume", run_id, "--data", fer_csv, "--no-progress", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.split()[-1] == run_id and "epochs 3 " in again.stdout
+    assert again.returncode == 2, again.stderr
+    assert run_id in again.stderr and "never written again" in again.stderr
     # Tests isolate the store with FER_SWEEP_STORE; a plain `train` tracks into it.
     best = fer("best", "--format", "markdown", cwd=tmp_path)
     assert best.returncode == 0, best.stderr

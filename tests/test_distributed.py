@@ -246,13 +246,13 @@ def test_workers_with_the_credentials_finish_the_study_one_killed(
         for name in ("a", "b"):
             procs[name] = cli(tmp_path, f"worker-{name}", *join, store=tmp_path / name)
         # Kill worker a once its trial's first checkpoint is on the server.
-        work_a = tmp_path / "a" / "work" / STUDY
+        work_a = tmp_path / "a" / "work"  # folders keyed by the study: STUDY-<key>/trial-NNNN
         storage = open_storage(Settings.resolve(storage=stack.storage))
         client = connect(stack.tracking_uri)
         killed_trial, deadline = None, time.time() + 400
         while killed_trial is None and time.time() < deadline:
             assert procs["a"][0].poll() is None, procs["a"][1].read_text()[-3000:]
-            for folder in work_a.glob("trial-*"):
+            for folder in work_a.glob(f"{STUDY}-*/trial-*"):
                 if checkpoint_epoch(folder) < 1:
                     continue
                 number = int(folder.name.split("-")[1])
@@ -311,7 +311,7 @@ def test_workers_with_the_credentials_finish_the_study_one_killed(
     assert retry_run.data.tags["fer_sweep.resumed_from_epoch"] == str(resumed)
     assert retry_run.data.tags["fer_sweep.resumes_run"] == killed.user_attrs["mlflow_run_id"]
     ran_retry = (
-        "b" if (tmp_path / "b" / "work" / STUDY / f"trial-{killed_trial:04d}").exists() else "c"
+        "b" if any((tmp_path / "b" / "work").glob(f"{STUDY}-*/trial-{killed_trial:04d}")) else "c"
     )
     print(
         f"\ndistributed: {len(trials)} trials ({len(complete)} complete, 1 killed) in "
