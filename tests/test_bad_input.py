@@ -27,14 +27,19 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=cwd)  # fmt: skip
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+def assert_one_line(done: subprocess.CompletedProcess, code: int, *expected: str) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     for word in expected:
         assert word.lower() in lines[0].lower(), lines[0]
     return lines[0]
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """A user's mistake: one error line, exit 2."""
+    return assert_one_line(done, 2, *expected)
 
 
 # --- data files --------------------------------------------------------------------------
@@ -330,16 +335,6 @@ def test_a_class_absent_from_a_split_has_no_accuracy():
 
 
 # --- damaged, read-only and malformed stores ----------------------------------------------
-
-
-def assert_one_line(done: subprocess.CompletedProcess, code: int, *expected: str) -> str:
-    assert done.returncode == code, (done.returncode, done.stderr[-2000:])
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
-    for word in expected:
-        assert word.lower() in lines[0].lower(), lines[0]
-    return lines[0]
 
 
 @pytest.mark.fresh_store
