@@ -6,7 +6,10 @@ epochs and trials, ``PrivateTest/...`` the test split the thesis reports ("priva
 accuracy"), evaluated once per finished model and never used for selection.
 
 Accuracies are fractions (0-1) in MLflow metrics and Optuna attributes, as Keras reports
-them; tables and notes for people show them in percent with two decimals.
+them; tables and notes for people show them in percent with two decimals. MLflow's runs table
+prints a metric as logged (``0.24333333333333335``) and cannot format a column, so the
+once-per-run accuracies are also logged as percent twins (:func:`percent_name`), rounded as
+the thesis writes them, for the table and its bar charts. Code reads the fractions.
 """
 
 from __future__ import annotations
@@ -70,3 +73,23 @@ def from_keras(logs: dict[str, float]) -> dict[str, float]:
 def trial_count(state: str) -> str:
     """The study run's metric counting its trials in ``state`` (lower case)."""
     return f"trials/{state}"
+
+
+# The once-per-run accuracies the runs table shows: logged twice, as fractions under the names
+# above and in percent under :func:`percent_name`. Per-epoch curves stay fractions (a chart's
+# axis reads either way) and so do per-class numbers (in the charts only).
+PERCENT_TWINS = (PUBLIC_BEST, PUBLIC_FINAL, PRIVATE_FINAL, PRIVATE_AT_BEST, TRAIN_BEST)
+
+
+def percent_name(name: str) -> str:
+    """The percent twin of a once-per-run accuracy: ``PrivateTest/accuracy_final_pct``."""
+    if name not in PERCENT_TWINS:
+        raise ValueError(f"{name!r} has no percent twin")
+    return f"{name}_pct"  # MLflow refuses "%" in a metric name
+
+
+def with_percent(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` plus the percent twin of each accuracy in it, rounded to two decimals (what
+    the thesis's tables print and what MLflow's runs table then shows as it is)."""
+    twins = {percent_name(k): round(100.0 * v, 2) for k, v in metrics.items() if k in PERCENT_TWINS}
+    return {**metrics, **twins}

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from fer_sweep import __version__
+from fer_sweep import metric_names as mn
 from fer_sweep.errors import Fault, UserError, disk_full, first_line
 
 if TYPE_CHECKING:
@@ -345,14 +346,16 @@ def set_study_run_status(client: MlflowClient, run_id: str, status: str) -> None
 def log_study_summary(
     client: MlflowClient, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]
 ) -> None:
-    """The study run's summary (its best trial's numbers, trial counts), logged best-effort."""
+    """The study run's summary (its best trial's numbers, with their percent twins as a
+    trial's, and trial counts), logged best-effort."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)
+    values = mn.with_percent({k: float(v) for k, v in metrics.items()})
     try:
         client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=[Metric(k, v, now, 0) for k, v in values.items()],
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
     except Exception as err:  # noqa: BLE001 - the trials are safe in Optuna; say what's missing

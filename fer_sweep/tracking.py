@@ -356,7 +356,8 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
     # Step 0, not the last epoch: MLflow's UI charts a metric whose steps are all 0 as bars
     # comparing runs; at an epoch step each of these would be a one-dot "curve".
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, 0) for k, v in final_metrics(result).items()]
+    # With the accuracies' percent twins: what the runs table shows (metric_names).
+    metrics = [Metric(k, v, now, 0) for k, v in names.with_percent(final_metrics(result)).items()]
     run.safely("final metrics", client.log_batch, run_id, metrics=metrics)
     tags = {"fer_sweep.resumed_from_epoch": str(result.resumed_from_epoch)}
     if result.checkpoint_note:  # an unreadable checkpoint was passed over when resuming

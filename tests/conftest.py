@@ -128,3 +128,39 @@ def _frozen_heap():
     garbage out of the frozen set, and each collection only walks what the last test made."""
     gc.collect()
     gc.freeze()
+
+
+def fake_result(config, workdir: Path, callbacks=(), **_):
+    """What :func:`fer_sweep.train.train` returns, without training: one epoch, PublicTest
+    ``0.5 - fc_dropout / 4`` (so a sweep's arms rank by their dropout) and PrivateTest a point
+    below. The epoch's logs go to the ``EpochLogger`` among ``callbacks``, as Keras would."""
+    from fer_sweep.tracking import EpochLogger
+    from fer_sweep.train import SplitReport, TrainResult
+
+    acc = 0.5 - config.fc_dropout / 4
+    logs = {"loss": 1.5, "accuracy": acc + 0.1, "val_loss": 1.6, "val_accuracy": acc,
+            "epoch_seconds": 0.1}  # fmt: skip
+    for callback in callbacks:
+        if isinstance(callback, EpochLogger):
+            callback.on_epoch_end(0, logs)
+    report = SplitReport(accuracy=acc - 0.01, per_class=[acc] * 7, confusion=[[1] * 7] * 7)
+    return TrainResult(config=config, epochs_trained=1, history={k: [v] for k, v in logs.items()},
+                       best_epoch=1, best_val_accuracy=acc, final_val_accuracy=acc,
+                       test_final=report, test_best=report, resumed_from_epoch=0,
+                       fit_seconds=0.1, eval_seconds=0.1, workdir=workdir)  # fmt: skip
+
+
+@pytest.fixture
+def fake_training(monkeypatch: pytest.MonkeyPatch):
+    """Sweeps in this process train nothing (:func:`fake_result`, in seconds), and every run is
+    still logged by fer_sweep's own code (``tracked_train``, ``log_result``, the study's run)."""
+    import functools
+
+    from fer_sweep import attempt, tracking
+
+    def trainer(config, dataset, *, workdir, callbacks=(), stop_event=None):
+        return fake_result(config, workdir, callbacks)
+
+    monkeypatch.setattr(attempt, "tracked_train",
+                        functools.partial(tracking.tracked_train, trainer=trainer))  # fmt: skip
+    return trainer

@@ -280,6 +280,7 @@ def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_
     assert run.info.status == "FINISHED"
     assert run.data.metrics[names.trial_count("complete")] == 2
     assert run.data.metrics[names.PRIVATE_FINAL] == 0.4
+    assert run.data.metrics[names.percent_name(names.PRIVATE_FINAL)] == 40.0  # the table's
 
 
 def test_a_finished_trials_work_folder_goes_unless_mlflow_missed_part_of_it():
@@ -304,3 +305,31 @@ def test_a_finished_trials_work_folder_goes_unless_mlflow_missed_part_of_it():
         # Kept only when MLflow is missing some of what the attempt wrote.
         assert folder.exists() == bool(errors)
     assert settings.workdir("s-k1/trial-0000") == settings.workdir(work_folder(study, 0))
+
+
+def test_percent_twins_are_the_once_per_run_accuracies_rounded_as_the_thesis_writes_them():
+    got = names.with_percent({names.PUBLIC_BEST: 0.24333333333333335, names.BEST_EPOCH: 3.0,
+                              names.PUBLIC_ACCURACY: 0.5})  # fmt: skip
+    assert got == {names.PUBLIC_BEST: 0.24333333333333335, names.BEST_EPOCH: 3.0,
+                   names.PUBLIC_ACCURACY: 0.5, "PublicTest/accuracy_best_pct": 24.33}  # fmt: skip
+    assert names.percent_name(names.PRIVATE_FINAL) == "PrivateTest/accuracy_final_pct"
+    with pytest.raises(ValueError, match="no percent twin"):
+        names.percent_name(names.PUBLIC_ACCURACY)  # a per-epoch curve stays a fraction
+
+
+def test_a_finished_run_logs_its_accuracies_as_fractions_and_in_percent(client, tmp_path):
+    from conftest import fake_result
+
+    from fer_sweep.config import load_config
+    from fer_sweep.tracking import final_metrics, log_result
+
+    result = fake_result(load_config(overrides=["fc_dropout=0.3"]), tmp_path)
+    with open_run(client, experiment="percent") as run:
+        log_result(run, result)
+    metrics = client.get_run(run.id).data.metrics
+    fractions = final_metrics(result)
+    for name in names.PERCENT_TWINS:
+        assert metrics[name] == fractions[name]
+        assert metrics[names.percent_name(name)] == round(100 * fractions[name], 2)
+    assert metrics["PrivateTest/accuracy_final_pct"] == 41.5
+    assert not [k for k in metrics if k.endswith("_pct") and k.startswith("PrivateTest_per")]
