@@ -11,6 +11,7 @@ view of the runs table: columns, sort order, expanded rows; listed under "Views"
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ SAVED_VIEW_NAME = "fer-sweep: trials by PublicTest"
 # overrides the view, and then fer_sweep leaves it alone.
 WRITTEN_BY = "fer_sweep"
 CHOICE_TAG_PREFIX = "choice."
+# The runs table's search filter: a trial's run has the trial's number as a tag (attempt.py),
+# the study's run (the parent) has none.
+TRIALS_ONLY = "tags.`optuna.trial` IS NOT NULL"
 # MLflow refuses dataset digests longer than 36 characters (mlflow.utils.validation), so the
 # digest is the start of the source's sha256; the whole hash is in the profile and a run tag.
 DIGEST_CHARS = 16
@@ -208,7 +212,9 @@ def study_note(spec: SweepSpec, budget_name: str) -> str:
     rows = "\n".join(f"| `{name}` | {meaning} |" for name, meaning in METRIC_MEANINGS.items())
     return "\n".join(
         [
-            f"**{spec.name}**, budget `{budget_name}` ({size}, {length}). "
+            # Plain text: MLflow's experiments list shows the start of the note unrendered.
+            f"{spec.name} ({budget_name}: {size}, {length}): {_headline(spec.description)}",
+            "",
             f"Trials are ranked by `{objective}`; PrivateTest never selects anything.",
             "",
             "**What the study asks, and what the thesis found**",
@@ -223,15 +229,25 @@ def study_note(spec: SweepSpec, budget_name: str) -> str:
             "its number and what the sampler chose (`t04 dropout=0.8 FC only`), with every "
             f"choice as a `{CHOICE_TAG_PREFIX}NAME` tag and the whole config as params.",
             "",
-            "**Metrics** (accuracies are fractions 0-1; notes give percent)",
+            "**Metrics** (accuracies are fractions 0-1; their `_pct` twins and the notes give "
+            "percent)",
             "",
             "| metric | meaning |",
             "|---|---|",
             rows,
+            f"| `{mn.percent_name(mn.PUBLIC_BEST)}`, ... | the same accuracy in percent, two "
+            "decimals, for each once-per-run accuracy above: what the runs table shows |",
             f"| `{mn.per_class('final', 'happy')}`, ... | PrivateTest accuracy per class "
             "(final weights; `at_best_epoch/...` for the best epoch's) |",
         ]
     )
+
+
+def _headline(description: str) -> str:
+    """The sweep file's first sentence (``Thesis 5.3.7, dropout rates``), on one line."""
+    text = " ".join(description.split())
+    first = re.split(r"(?<=[.?!]) ", text, maxsplit=1)[0]  # "5.3.7" has no space after a dot
+    return first.removesuffix(".") or "(the sweep file has no description)"
 
 
 def _key(kind: str, name: str) -> str:
@@ -265,6 +281,8 @@ def _charts() -> tuple[list[dict], list[dict]]:
     """MLflow's chart cards and sections (its ``compareRunCharts`` / ``compareRunSections``).
 
     Metrics not listed here (a sweep's own) are added by the UI at the end of their section.
+    A once-per-run accuracy is a bar of its percent twin; its fraction's card is there but
+    deleted, which keeps the UI from adding it back as a second bar of the same number.
     """
     charts, sections = [], []
     for i, (name, shown, cards) in enumerate(_CHART_SECTIONS):
@@ -272,32 +290,39 @@ def _charts() -> tuple[list[dict], list[dict]]:
         sections.append({"uuid": section, "name": name, "display": shown, "isReordered": True,
                          "deleted": False, "isGenerated": True})  # fmt: skip
         for kind, metric in cards:
-            card = {"uuid": f"fer-sweep-chart-{len(charts)}", "type": kind, "metricKey": metric,
-                    "metricSectionId": section, "runsCountToCompare": 10, "deleted": False,
-                    "isGenerated": True}  # fmt: skip
-            if kind == "LINE":
-                card.update(selectedMetricKeys=[metric], lineSmoothness=0, scaleType="linear",
-                            xAxisScaleType="linear", xAxisKey="step", selectedXAxisMetricKey="",
-                            useGlobalXaxisKey=True, useGlobalLineSmoothing=True)  # fmt: skip
-            charts.append(card)
+            twin = kind == "BAR" and metric in mn.PERCENT_TWINS
+            keys = [(mn.percent_name(metric), False), (metric, True)] if twin else [(metric, False)]
+            for key, deleted in keys:
+                card = {"uuid": f"fer-sweep-chart-{len(charts)}", "type": kind, "metricKey": key,
+                        "metricSectionId": section, "runsCountToCompare": 10, "deleted": deleted,
+                        "isGenerated": True}  # fmt: skip
+                if kind == "LINE":
+                    card.update(selectedMetricKeys=[key], lineSmoothness=0, scaleType="linear",
+                                xAxisScaleType="linear", xAxisKey="step",
+                                selectedXAxisMetricKey="", useGlobalXaxisKey=True,
+                                useGlobalLineSmoothing=True)  # fmt: skip
+                charts.append(card)
     return charts, sections
 
 
 def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -> tuple[str, str]:
     """(tag key, tag value) of the runs view this study opens with.
 
-    The table: each choice, the objective, PrivateTest (both weights) and the trial's note in
-    percent, trials sorted by the objective, best first, the study's row expanded. The charts:
+    The table: the trials only (:data:`TRIALS_ONLY`), sorted by the objective, best first, with
+    each choice, the trial's note and the objective and PrivateTest (both weights) in percent;
+    the study's row expanded once the filter is cleared. The charts:
     see ``_CHART_SECTIONS``.
     """
     objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
     choices = [_key("tags", CHOICE_TAG_PREFIX + name) for name in spec.params]
     run_name, note = _key("attributes", "Run Name"), _key("attributes", "Description")
-    numbers = [_key("metrics", m) for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)]
+    numbers = [_key("metrics", mn.percent_name(m))
+               for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)]  # fmt: skip
     charts, sections = _charts()
     state = {
-        # Search facets: the runs that are shown and their order.
-        "searchFilter": "",
+        # Search facets: the runs that are shown and their order. Trials only: the study's
+        # run carries its best trial's numbers, a duplicate row and bar beside that trial.
+        "searchFilter": TRIALS_ONLY,
         "orderByKey": _key("metrics", objective),
         "orderByAsc": False,
         "startTime": "ALL",

@@ -113,29 +113,47 @@ def test_the_study_note_says_the_question_and_every_metric(spec):
     assert set(logged) <= set(describe.METRIC_MEANINGS)  # a new metric must be explained
     for name in logged:
         assert f"`{name}`" in note
+    assert f"`{mn.percent_name(mn.PUBLIC_BEST)}`" in note
 
 
-def test_the_saved_view_shows_the_choices_and_splits_sorted_by_the_objective(spec):
+def test_the_study_notes_first_line_is_plain_text_for_the_experiments_list(spec):
+    """MLflow's experiments list shows the start of the description unrendered."""
+    first = describe.study_note(spec, "smoke").splitlines()[0]
+    assert first == "drop (smoke: 300 images per split, 2 epochs): Does dropout help?"
+    assert not set(first) & set("*`#|_[")
+
+
+def test_the_saved_view_shows_the_trials_choices_and_splits_in_percent_by_the_objective(spec):
     key, value = describe.saved_view(spec, "parent123", now_ms=5)
     assert key == "mlflow.sharedViewState.fer-sweep"
     envelope = json.loads(value)
     assert envelope["createdAt"] == 5 and envelope["name"] == describe.SAVED_VIEW_NAME
     state = json.loads(envelope["state"])
+    # Trials only: the study's run (no optuna.trial tag) would repeat its best trial's row.
+    assert state["searchFilter"] == describe.TRIALS_ONLY == "tags.`optuna.trial` IS NOT NULL"
+    # Sorted by the fraction: every trial has it, runs logged before the twins too; same order.
     assert state["orderByKey"] == "metrics.`PublicTest/accuracy_best`"
     assert state["orderByAsc"] is False
-    assert state["selectedColumns"][:4] == [
+    assert state["selectedColumns"] == [
         "tags.`choice.dropout`",
         "tags.`choice.lr`",
         "attributes.`Description`",
-        "metrics.`PublicTest/accuracy_best`",
+        "metrics.`PublicTest/accuracy_best_pct`",
+        "metrics.`PrivateTest/accuracy_final_pct`",
+        "metrics.`PrivateTest/accuracy_at_best_epoch_pct`",
     ]
     assert state["columnOrder"][0] == "attributes.`Run Name`"
     sections = [s["name"] for s in state["compareRunSections"]]
     assert sections[:3] == ["PublicTest", "PrivateTest", "train"]
-    charted = {c["metricKey"]: c["type"] for c in state["compareRunCharts"]}
-    assert charted[mn.PUBLIC_ACCURACY] == "LINE" and charted[mn.PRIVATE_FINAL] == "BAR"
+    cards = {c["metricKey"]: c for c in state["compareRunCharts"]}
+    assert cards[mn.PUBLIC_ACCURACY]["type"] == "LINE" and not cards[mn.PUBLIC_ACCURACY]["deleted"]
+    # A once-per-run accuracy is one bar, in percent; its fraction's card is there, deleted,
+    # so that the UI does not add it back as a second bar of the same number.
+    twin = mn.percent_name(mn.PRIVATE_FINAL)
+    assert cards[twin]["type"] == "BAR" and not cards[twin]["deleted"]
+    assert cards[mn.PRIVATE_FINAL]["type"] == "BAR" and cards[mn.PRIVATE_FINAL]["deleted"]
+    assert len({c["uuid"] for c in state["compareRunCharts"]}) == len(state["compareRunCharts"])
     assert describe.ours(value) and not describe.ours('{"name": "mine"}')
-    assert "metrics.`PrivateTest/accuracy_at_best_epoch`" in state["selectedColumns"]
     assert state["runsExpanded"] == {"parent123": True}
     tags = describe.experiment_tags(spec, "smoke", "parent123")
     assert tags["mlflow.experimentKind"] == "custom_model_development"
