@@ -29,7 +29,7 @@ VARIANTS = {
 
 
 def child(steps: int, data: str) -> None:
-    from fer_sweep.bench import PRESET, _project_fitter, _tile
+    from benchmarks.bench import PRESET, _project_fitter, _tile
     from fer_sweep.config import load_config
     from fer_sweep.data import load_dataset
 

@@ -514,26 +514,6 @@ def ui(
 
 
 @app.command()
-def bench(
-    data: DataOpt = None,
-    arch: Annotated[str, typer.Option(help="architecture A-F")] = "C",
-    quick: Annotated[bool, typer.Option("--quick", help="fewer, shorter rounds")] = False,
-    out: Annotated[Path, typer.Option("--out", help="folder for the JSON result")] = Path(
-        "benchmarks/results"
-    ),
-) -> None:
-    """Throughput benchmark: the trainer beside a hand-written Keras baseline, same process."""
-    from fer_sweep.bench import render, run_benchmark
-    from fer_sweep.data import resolve_data_path
-
-    arch = arch.upper()
-    if arch not in ("A", "B", "C", "D", "E", "F"):
-        raise UserError(f"--arch {arch!r}: expected one of A, B, C, D, E, F")
-    result = run_benchmark(data=resolve_data_path(data), arch=arch, quick=quick, out_dir=out)
-    print(render(result))
-
-
-@app.command()
 def reproduce(
     recipe: Annotated[
         list[str] | None, typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3 (repeat)")
@@ -612,6 +592,12 @@ def predictions_backfill(
 
 
 def main(argv: list[str] | None = None) -> None:
+    run_app(app, "fer_sweep", argv)
+
+
+def run_app(typer_app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> None:
+    """Run a command line as fer-sweep runs its own: the backend set up before Keras loads,
+    secrets masked, a user's mistake as one line and exit 2 (``benchmarks.bench`` uses it)."""
     from fer_sweep.backend import (
         keep_tensorflow_out,
         pool_tensorflow_memory,
@@ -623,7 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     pool_tensorflow_memory()
     quiet_tensorflow_import()
     try:
-        code = app(args=argv, prog_name="fer_sweep", standalone_mode=False)
+        code = typer_app(args=argv, prog_name=prog_name, standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

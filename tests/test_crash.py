@@ -18,11 +18,11 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
-from fer_sweep.services import MLFLOW_ADMIN, _kill_group, free_port, new_secret, start_mlflow
 from fer_sweep.settings import Settings
 from fer_sweep.storage import open_storage
 from fer_sweep.tracking import connect
 from fer_sweep.train import checkpoint_epoch
+from tools.services import MLFLOW_ADMIN, _kill_group, free_port, new_secret, start_mlflow
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,16 @@ One call measures, in one process:
 - the orchestrator's per-trial overhead: a smoke trial run by a sweep worker (Optuna study,
   MLflow run, checkpoints, plots) minus the time spent inside training and evaluation.
 
-Example::
+Run from the repository root (``make bench`` does)::
+
+    python -m benchmarks [--arch A..F] [--quick] [--data PATH] [--out DIR]
+
+or from Python::
 
     result = run_benchmark(data="data/fer2013.csv.gz", quick=True)
     print(render(result))
+
+It lives beside the library, not in it: it measures the trainer and is no part of a sweep.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -115,7 +122,6 @@ def serve_rounds() -> None:
     Started by :func:`_compare_backends` with ``KERAS_BACKEND`` set and the benchmark's
     settings as JSON in argv; prints ``ready`` once built, then one images/s per round.
     """
-    import sys
 
     from fer_sweep.backend import keep_tensorflow_out
 
@@ -139,12 +145,19 @@ def _trainer_elsewhere(
     (another backend, another allocator); yields a function that runs one round there and
     returns its images/s, so its rounds can alternate with this process's."""
     import subprocess
-    import sys
 
     opts = json.dumps({"data": str(data), "arch": arch, "steps": steps, "skip": skip})
-    cmd = [sys.executable, "-c", "from fer_sweep.bench import serve_rounds; serve_rounds()", opts]
-    with subprocess.Popen(cmd, env={**os.environ, **env}, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as proc:  # fmt: skip
+    cmd = [sys.executable, "-c", "from benchmarks.bench import serve_rounds; serve_rounds()", opts]
+    # The repository root on the path, so the second process imports this module from any cwd.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    with subprocess.Popen(
+        cmd,
+        env={**os.environ, "PYTHONPATH": path, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         line = proc.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"the benchmark process with {env} did not start: {line!r}")
