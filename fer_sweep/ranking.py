@@ -382,7 +382,7 @@ def render(ranking: Ranking, fmt: str = "table", *, width: int | None = None) ->
         report = ranking.groups[0].report if len(ranking.groups) == 1 else ()
         head = _flat(_head(report))
         at = head.index(_flat([DIFF])[0]) + 1
-        w.writerow(["source", "budget", "subset", *head[:at], WHY, *head[at:]])
+        w.writerow(["source", "budget", *head[:at], WHY, *head[at:]])
         for g in ranking.groups:
             for r in g.rows:
                 cells = _cells(r, report, _signed(r.ours_minus_thesis))
@@ -390,7 +390,6 @@ def render(ranking: Ranking, fmt: str = "table", *, width: int | None = None) ->
                     [
                         "fer-sweep",
                         g.budget,
-                        g.subset,
                         *cells[:at],
                         r.no_difference_because,
                         *cells[at:],
@@ -403,7 +402,6 @@ def render(ranking: Ranking, fmt: str = "table", *, width: int | None = None) ->
                 [
                     "thesis",
                     "thesis",
-                    0,
                     ref.rank,
                     "",
                     "",
