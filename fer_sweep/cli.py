@@ -341,7 +341,10 @@ def study_create(
 
 @app.command()
 def best(
-    top: Annotated[int, typer.Option(min=1, help="how many trials")] = 3,
+    top: Annotated[
+        int,
+        typer.Option(min=1, help="how many trials: of --study, else of all studies per budget"),
+    ] = 3,
     study: Annotated[str | None, typer.Option(help="one study (default: all)")] = None,
     format: Annotated[str, typer.Option(help="table | markdown | csv | json")] = "table",
     ensemble: Annotated[

@@ -26,6 +26,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from fer_sweep import metric_names as names
 from fer_sweep.errors import UserError
 from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
@@ -38,6 +39,9 @@ from fer_sweep.sweepfile import parse_sweep
 OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
 REASON = "reason"  # one line: the error, or why the attempt was skipped
 RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
+# ...and the config values its parameters resolve to (a named arm's ``conv_dropout``,
+# ``fc_dropout``, ...), under the config's own keys, as MLflow's params name them
+# (:func:`fer_sweep.worker.resolved_params`, set before the attempt trains).
 # ...and of a lineage (written on each retry when it is queued).
 RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for it)
 HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
@@ -132,6 +136,11 @@ def create_or_resume(
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+    # The objective under its one name (optuna-dashboard and trials_dataframe show it, not
+    # "Objective 0"); set again on resume, so that a study made before this is named too.
+    objective = [names.objective(spec.objective_at)]
+    if study.metric_names != objective:
+        study.set_metric_names(objective)
     if WORK_KEY not in study.user_attrs:
         study.set_user_attr(WORK_KEY, uuid.uuid4().hex[:12])
     if points:

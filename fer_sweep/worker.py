@@ -432,6 +432,10 @@ class Worker:
             print(f"trial {trial.number} refused: {err}", file=sys.stderr)
             self._record(trial, AttemptReport(Outcome.REFUSED, reason=str(err)))
             raise AttemptFailed(str(err)) from None
+        # What a named arm hides ("dropout: 0.8 FC only"), for optuna-dashboard and
+        # load_study users: before training, so that a failed attempt shows it too.
+        for key, value in resolved_params(sampled, config).items():
+            trial.set_user_attr(key, value)
         attempt = Attempt(
             study=self.study.study_name,
             number=trial.number,
@@ -491,6 +495,14 @@ class Worker:
         elif step is Step.GIVE_UP:
             print(f"trial {trial.number}: failed {self.max_retries + 1} time(s); recorded as "
                   f"failed: {trial.user_attrs.get(REASON, '')}", file=sys.stderr)  # fmt: skip
+
+
+def resolved_params(sampled: Mapping[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """The config values the trial's parameters stand for (``sampled``: the keys
+    :func:`fer_sweep.space.suggest` returns), as ``config`` holds them once its budget is
+    applied, JSON-ready (tuples as lists) for Optuna's storage."""
+    values = config.model_dump(mode="json")
+    return {key: values[key] for key in sampled}
 
 
 def load_for_worker(

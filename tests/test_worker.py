@@ -486,3 +486,53 @@ def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
     assert worker(study, runner, max_retries=0).run() == 3  # space is back: all three run
     (resumed,) = [a for a in runner.attempts if a.root == 0]
     assert resumed.previous_run == "run-0" and resumed.number == 3
+
+
+LAST = """
+name: last
+base: {arch: C, epochs: 2}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.8 FC only": {conv_dropout: 0.0, fc_dropout: 0.8}
+  batch_size: {type: categorical, choices: [32]}
+sampler: grid
+objective: {metric: val_accuracy, at: last}
+default_budget: smoke
+"""
+
+
+def test_the_dashboard_names_the_objective_and_sees_what_a_named_arm_sets(
+    tmp_path, settings, storage
+):
+    from fer_sweep import metric_names as names
+
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2, storage=storage)
+    outcomes = iter([Outcome.ERROR, Outcome.COMPLETE, Outcome.COMPLETE])
+    worker(study, FakeRunner(lambda attempt, n: AttemptReport(next(outcomes)))).run()
+    # What optuna-dashboard and load_study users read: the objective by its one name...
+    loaded = optuna.load_study(study_name="grid-smoke", storage=storage)
+    assert loaded.metric_names == [names.PUBLIC_BEST] == [names.objective("best")]
+    assert f"value_{names.PUBLIC_BEST}" in loaded.trials_dataframe().columns
+    # ...and the config values behind each arm's label, a failed attempt's too.
+    arms = {"a": 0.0, "b": 0.1}
+    for t in loaded.trials:
+        assert (
+            t.user_attrs["conv_dropout"] == t.user_attrs["fc_dropout"] == arms[t.params["dropout"]]
+        )
+    assert {t.state for t in loaded.trials} == {TrialState.FAIL, TrialState.COMPLETE}
+
+    other = create_or_resume(spec_of(tmp_path, LAST, "last"), settings, storage=storage)
+    worker(other, FakeRunner()).run()
+    (t,) = optuna.load_study(study_name="last-smoke", storage=storage).trials
+    assert optuna.load_study(study_name="last-smoke", storage=storage).metric_names == [
+        names.PUBLIC_FINAL
+    ]
+    # The resolved values only: the arm's two keys and the plain choice, not the whole config.
+    assert {k: t.user_attrs[k] for k in ("conv_dropout", "fc_dropout", "batch_size")} == {
+        "conv_dropout": 0.0,
+        "fc_dropout": 0.8,
+        "batch_size": 32,
+    }
+    assert "lr" not in t.user_attrs and "epochs" not in t.user_attrs
