@@ -239,10 +239,27 @@ def sweep(
     settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
     spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
-    if plan:  # before the imports below, which load TensorFlow
+    measure = None
+    if settings.measure_pace:  # a short fit, only when this machine has no pace cached
+
+        def measure(config):
+            from fer_sweep.forecast import measure_pace
+
+            print(f"measuring this machine's pace for {config.arch} (a short fit)...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return measure_pace(config)
+
+    if plan:  # before the imports below, which load TensorFlow (unless a pace is measured)
+        from fer_sweep.forecast import FER2013_TRAINING_IMAGES, sweep_forecast
         from fer_sweep.plan import make_plan, render_plan
 
-        print(render_plan(make_plan(spec, budget)), end="")
+        made = make_plan(spec, budget)
+        # A dry run writes no study: the forecast is of the whole plan, on FER-2013's size.
+        _, line = sweep_forecast(made, (), settings.cache_dir,
+                                 total_images=FER2013_TRAINING_IMAGES, jobs=jobs,
+                                 chosen=budget is not None, measure=measure)  # fmt: skip
+        print(f"# {line}")
+        print(render_plan(made), end="")
         return
 
     from fer_sweep.data import load_dataset, require_splits, resolve_data_path
@@ -251,7 +268,7 @@ def sweep(
     data_path = resolve_data_path(data)
     # Parse and cache once here, before workers race to do it, and refuse data that cannot
     # train before any store is written.
-    require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
+    dataset = require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
     run_sweep(
         spec,
         settings,
@@ -261,6 +278,8 @@ def sweep(
         timeout=timeout,
         data=str(data_path),
         live=live,
+        total_images=int((dataset.split == 0).sum()),
+        measure=measure,
     )
 
 
@@ -291,7 +310,9 @@ def worker(
     stop = threading.Event()
     w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
                     max_trials=max_trials, timeout=timeout)  # fmt: skip
-    with graceful_interrupt(stop):
+    from fer_sweep.progress import epoch_end_message
+
+    with graceful_interrupt(stop, lambda: epoch_end_message(w.study.get_trials())):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
     if stop.is_set():

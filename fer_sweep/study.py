@@ -38,6 +38,7 @@ from fer_sweep.sweepfile import parse_sweep
 OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
 REASON = "reason"  # one line: the error, or why the attempt was skipped
 RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
+STOPPED_AFTER_EPOCH = "stopped_after_epoch"  # an interrupted attempt: its checkpoint's epoch
 # ...and of a lineage (written on each retry when it is queued).
 RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for it)
 HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
