@@ -199,3 +199,17 @@ def test_the_live_eta_uses_this_sweeps_finished_epochs_not_attempt_durations():
     assert ahead.eta([], ahead.started + 600) == (
         "50 min by the forecast (no epoch of this sweep finished yet)"
     )
+
+
+def test_reproduce_forecasts_the_runs_not_finished_with_their_whole_length(tmp_path, synthetic_csv):
+    from fer_sweep.data import load_dataset
+    from fer_sweep.reproduce import RESULT_FILE, work_left, workdir
+
+    dataset = load_dataset(synthetic_csv)
+    done = workdir(tmp_path, "thesis-top1", 0)
+    done.mkdir(parents=True)
+    (done / RESULT_FILE).write_text("{}")
+    left = work_left(tmp_path, dataset, ("thesis-top1",), (0, 1), None)
+    assert [(w.config.seed, w.epochs, w.images) for w in left] == [(1, 80, 70)]
+    short = work_left(tmp_path, dataset, ("thesis-top1",), (1,), 3)
+    assert [w.epochs for w in short] == [3]
