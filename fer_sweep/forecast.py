@@ -294,8 +294,7 @@ def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
     count = f"{len(f.work)} {unit}{'s' if len(f.work) != 1 else ''} left × {each}"
     if not f.work:
         return f"{head} · nothing left to train"
-    paces = "; ".join(f"pace of {arch} measured {p.when()} UTC, {p.how}"
-                      for arch, p in sorted(f.paces.items()))  # fmt: skip
+    paces = _paces_text(f.paces)
     where = f"{f.backend}, {os.cpu_count()} cores" + (f"; {paces}" if paces else "")
     jobs = f"over {f.jobs} job{'s' if f.jobs != 1 else ''}"
     if f.seconds is None:
@@ -303,6 +302,23 @@ def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
         return (f"{head} · {count} · forecast unknown: no pace of {why} on this machine "
                 f"({where}) {jobs}")  # fmt: skip
     return f"{head} · {count} · forecast {duration(f.seconds)} on this machine ({where}) {jobs}"
+
+
+def _paces_text(paces: dict[str, Pace]) -> str:
+    """``pace of C measured 2026-12-04 13:40 UTC, 3 batches of a short fit``; architectures
+    measured the same way share one clause (``paces of A, B measured 13:40-13:41 ...``)."""
+    by_how: dict[str, list[tuple[str, Pace]]] = {}
+    for arch, p in sorted(paces.items()):
+        by_how.setdefault(p.how, []).append((arch, p))
+    parts = []
+    for how, found in by_how.items():
+        names = ", ".join(a for a, _ in found)
+        times = sorted(p.when() for _, p in found)
+        when = times[0] if times[0] == times[-1] else f"{times[0]} - {times[-1][11:]}"
+        each = " each" if len(found) > 1 else ""
+        parts.append(f"pace{'s' if len(found) > 1 else ''} of {names} measured {when} UTC, "
+                     f"{how}{each}")  # fmt: skip
+    return "; ".join(parts)
 
 
 def summary_line(forecast_seconds: float | None, actual_seconds: float) -> str:
