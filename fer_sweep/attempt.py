@@ -178,6 +178,8 @@ class TrainingRunner(Runner):
         if attempt.retry_of is not None:
             tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
         workdir = self.workdir(attempt)
+        progress = self.progress(attempt, trial)
+        began = time.monotonic()
         try:
             with open_run(
                 self.client,
@@ -194,7 +196,7 @@ class TrainingRunner(Runner):
                     self.dataset,
                     run=run,
                     workdir=workdir,
-                    callbacks=[PruningCallback(trial), self.progress(attempt, trial)],
+                    callbacks=[PruningCallback(trial), progress],
                     stop_event=self.stop_event,
                     progress=False,
                     resume_run=attempt.previous_run,
@@ -216,6 +218,12 @@ class TrainingRunner(Runner):
                                      reason=f"trial {attempt.number}: the disk is full "
                                      f"({first_line(exc, 300)})")  # fmt: skip
             return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
+        # What the trial spent outside its epochs (model, MLflow, the final evaluation) goes
+        # into the forecasts beside the epochs' pace.
+        with suppress(OSError):
+            PaceCache(self.settings.cache_dir).record_overhead(
+                self.pace_key(attempt.config), time.monotonic() - began - sum(progress.seconds),
+                f"trial {attempt.number} of {attempt.study}")  # fmt: skip
         # The run's once-per-run numbers under the same names as in MLflow (per-class
         # accuracies stay in MLflow only).
         attrs = {k: v for k, v in final_metrics(result).items()
@@ -230,14 +238,22 @@ class TrainingRunner(Runner):
         value = result.best_val_accuracy if at_best else result.final_val_accuracy
         return AttemptReport(Outcome.COMPLETE, value=value, attrs=attrs)
 
+    def training_images(self, config) -> int:
+        return training_images(int((self.dataset.split == 0).sum()), config.subset)
+
+    def pace_key(self, config) -> str:
+        """This machine's entry in the pace cache for trials of ``config``."""
+        from fer_sweep.backend import name as backend_name
+
+        return pace_key(backend_name(), config.arch, config.batch_size,
+                        self.training_images(config))  # fmt: skip
+
     def progress(self, attempt: Attempt, trial: optuna.Trial) -> TrialProgress:
         """The attempt's progress, published on its trial (the live view and Ctrl-C read it)
         and its epoch times fed back into this machine's pace cache."""
-        from fer_sweep.backend import name as backend_name
-
         config = attempt.config
-        images = training_images(int((self.dataset.split == 0).sum()), config.subset)
-        key = pace_key(backend_name(), config.arch, config.batch_size, images)
+        images = self.training_images(config)
+        key = self.pace_key(config)
         cache = PaceCache(self.settings.cache_dir)
 
         def publish(state: dict) -> None:
@@ -251,10 +267,11 @@ class TrainingRunner(Runner):
                 cache.record_epochs(key, seconds, images,
                                     f"trial {attempt.number} of {attempt.study}")  # fmt: skip
 
-        return TrialProgress(f"trial {attempt.number}", epochs=config.epochs,
-                             steps=math.ceil(images / config.batch_size),
-                             batch_size=config.batch_size, publish=publish,
-                             epoch_done=epoch_done, lines=self.epoch_lines)  # fmt: skip
+        progress = TrialProgress(f"trial {attempt.number}", epochs=config.epochs,
+                                 steps=math.ceil(images / config.batch_size),
+                                 batch_size=config.batch_size, publish=publish,
+                                 epoch_done=epoch_done, lines=self.epoch_lines)  # fmt: skip
+        return progress
 
     def on_lost(self, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ID)

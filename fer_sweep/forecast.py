@@ -63,6 +63,7 @@ def now_iso() -> str:
 
 
 SHORT_FIT = "short fit"
+OVERHEADS = "overheads"  # the cache's entry of seconds per trial outside its epochs
 
 
 def pace_key(backend: str, arch: str, batch_size: int, images: int | str) -> str:
@@ -104,11 +105,30 @@ class PaceCache:
         data = self._read()
         data[key] = {"seconds_per_image": pace.seconds_per_image,
                      "measured_at": pace.measured_at, "how": pace.how}  # fmt: skip
+        self._write(data)
+
+    def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".pace-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
         os.replace(tmp, self.path)
+
+    def overhead(self, key: str) -> tuple[float, str] | None:
+        """Seconds a trial of ``key`` spends outside its epochs (building, tracking, the final
+        evaluation), and what measured them; None when no trial has finished."""
+        entry = self._read().get(OVERHEADS, {}).get(key)
+        try:
+            return float(entry["seconds"]), str(entry["how"])
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def record_overhead(self, key: str, seconds: float, what: str) -> None:
+        """Feed back the time a finished trial spent outside its epochs."""
+        data = self._read()
+        data.setdefault(OVERHEADS, {})[key] = {"seconds": max(0.0, seconds), "how": what,
+                                               "measured_at": now_iso()}  # fmt: skip
+        self._write(data)
 
     def record_epochs(self, key: str, epoch_seconds: Sequence[float], images: int, what: str):
         """Feed finished epochs back: their median over ``images`` training images each."""
@@ -207,6 +227,7 @@ class Forecast:
     work: tuple[Work, ...]
     paces: dict[str, Pace]  # by architecture
     missing: tuple[str, ...]  # architectures without a pace
+    overhead: float  # seconds outside epochs included (a trial's build, tracking, evaluation)
     jobs: int
     backend: str
     seconds: float | None
@@ -228,7 +249,7 @@ def forecast(
     paces: dict[str, Pace] = {}
     by_key: dict[str, Pace | None] = {}
     missing: list[str] = []
-    total = 0.0
+    total = overhead = 0.0
     for w in work:
         key = pace_key(backend, w.config.arch, w.config.batch_size, w.images)
         if key not in by_key:
@@ -245,8 +266,12 @@ def forecast(
         pace = by_key[key]
         if pace is not None:
             total += w.epochs * w.images * pace.seconds_per_image
+        found = cache.overhead(key)
+        if found is not None:
+            overhead += found[0]
+            total += found[0]
     seconds = None if missing else total / max(1, jobs)
-    return Forecast(work, paces, tuple(missing), jobs, backend, seconds)
+    return Forecast(work, paces, tuple(missing), overhead, jobs, backend, seconds)
 
 
 def sweep_forecast(
@@ -296,6 +321,8 @@ def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
         return f"{head} · nothing left to train"
     paces = _paces_text(f.paces)
     where = f"{f.backend}, {os.cpu_count()} cores" + (f"; {paces}" if paces else "")
+    if f.overhead:
+        where += f"; {duration(f.overhead)} outside epochs, from finished trials"
     jobs = f"over {f.jobs} job{'s' if f.jobs != 1 else ''}"
     if f.seconds is None:
         why = ", ".join(f.missing)

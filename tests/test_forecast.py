@@ -3,11 +3,13 @@ Optuna, a fake measurement and a fake clock (milliseconds)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import textwrap
 import threading
+import time
 
 import optuna
 import pytest
@@ -103,6 +105,11 @@ def test_finished_epochs_replace_the_short_fit_for_their_own_training_set_size(t
     assert full.paces["C"].how == "median of 3 finished epoch(s) of trial 3 of dropout-quick"
     smoke = forecast([Work(config, 2, 300)], cache, backend="tensorflow", measure=None)
     assert smoke.seconds == pytest.approx(2 * 300 * 0.01)  # a 300-image epoch is not scaled
+    # A finished trial's time outside its epochs (build, MLflow, evaluation) counts too.
+    cache.record_overhead(pace_key("tensorflow", "C", 64, 300), 20.0, "trial 1 of x")
+    smoke = forecast([Work(config, 2, 300)] * 2, cache, backend="tensorflow", measure=None)
+    assert smoke.seconds == pytest.approx(2 * (2 * 300 * 0.01 + 20.0))
+    assert "; 40 s outside epochs, from finished trials)" in forecast_line("budget smoke", smoke)
 
 
 def test_without_a_pace_and_without_measuring_the_forecast_says_so(tmp_path):
@@ -153,8 +160,6 @@ def test_a_trial_publishes_its_epoch_and_prints_a_line_per_epoch():
     bar = TrialProgress("trial 3", epochs=2, steps=10, batch_size=64,
                         publish=published.append, epoch_done=epochs.append, lines=True,
                         clock=lambda: now[0])  # fmt: skip
-    import contextlib
-
     with contextlib.redirect_stdout(out):
         bar.on_epoch_begin(0)
         for b in range(4):
@@ -213,3 +218,20 @@ def test_reproduce_forecasts_the_runs_not_finished_with_their_whole_length(tmp_p
     assert [(w.config.seed, w.epochs, w.images) for w in left] == [(1, 80, 70)]
     short = work_left(tmp_path, dataset, ("thesis-top1",), (1,), 3)
     assert [w.epochs for w in short] == [3]
+
+
+def test_the_live_view_shows_where_a_running_trial_is_inside_its_epoch():
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.report(0.3125, step=1)
+    state = {"epoch": 2, "batch": 120, "steps": 449, "batch_size": 64, "images_per_s": 64.0,
+             "at": time.time()}  # fmt: skip
+    trial.set_user_attr(EPOCH_PROGRESS, state)
+    out = io.StringIO()
+    view = StudyView(study, n_trials=1, epochs=10, jobs=1,
+                     console=Console(file=out, width=200))  # fmt: skip
+    view.live.console.print(view.render())
+    shown = out.getvalue()
+    assert (
+        "epoch 1/10  PublicTest 0.3125; epoch 2: batch 120/449, 64 images/s, epoch ends in" in shown
+    )
