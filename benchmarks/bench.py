@@ -97,20 +97,23 @@ def _steps_per_epoch(dataset, config: TrainConfig) -> int:
     return math.ceil(len(dataset.arrays("Training")[1]) / config.batch_size)
 
 
-def _project_fitter(dataset, config: TrainConfig, x_train, y_train):
-    """The trainer's model and input as a trial builds them; ``fit(steps, skip)`` -> images/s."""
+def project_fitter(config: TrainConfig, x_train, y_train, *, steps_per_epoch: int):
+    """The trainer's model and input as a trial builds them (its schedule as over
+    ``steps_per_epoch`` batches an epoch); ``fit(steps, skip)`` -> images/s."""
     from fer_sweep.pipeline import EpochBatches, training_input
     from fer_sweep.train import compile_model, training_model
 
     keras.config.set_dtype_policy(config.precision)
     model = training_model(build_model(config), config)
-    compile_model(model, config, _steps_per_epoch(dataset, config))
+    compile_model(model, config, steps_per_epoch)
     keras.config.set_dtype_policy("float32")
     data = training_input(EpochBatches(x_train, y_train, config, start_epoch=0))
 
     def fit(steps: int, skip: int) -> float:
         clock = _Clock(config.batch_size, skip)
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
+        model.fit(
+            data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock], shuffle=False
+        )  # the batches come in their own order (as in train)
         return clock.rate()
 
     return fit, model
@@ -131,7 +134,9 @@ def serve_rounds() -> None:
     config = load_config(preset=PRESET, arch=opts["arch"])
     bs = config.batch_size
     x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * opts["steps"] * bs))
-    fit, _ = _project_fitter(dataset, config, x_train, y_train)
+    fit, _ = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     print("ready", keras.backend.backend(), flush=True)
     for _ in sys.stdin:
         print(fit(opts["steps"], opts["skip"]), flush=True)
@@ -341,7 +346,9 @@ def run_benchmark(
         metrics=["accuracy"],
         jit_compile=False,
     )
-    fit_project, project = _project_fitter(dataset, config, x_train, y_train)
+    fit_project, project = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     # Raw pixels: the network rescales them itself (its first layer).
     xf_train = x_train[..., None].astype("float32")
     xf_eval = x_eval[..., None].astype("float32")

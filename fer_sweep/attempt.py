@@ -10,6 +10,7 @@ trainer.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import threading
@@ -27,6 +28,8 @@ from fer_sweep import describe
 from fer_sweep import metric_names as names
 from fer_sweep.data import Dataset, load_dataset, require_splits
 from fer_sweep.errors import disk_full, first_line
+from fer_sweep.forecast import PaceCache, pace_key, training_images
+from fer_sweep.progress import EPOCH_PROGRESS, EPOCH_SECONDS, TrialProgress
 from fer_sweep.runs import (
     Outcome,
     close_abandoned,
@@ -39,14 +42,13 @@ from fer_sweep.runs import (
 )
 from fer_sweep.settings import Settings
 from fer_sweep.storage import load_study, open_storage
-from fer_sweep.study import RUN_ID, plan_of, root_of, summarize, work_folder
+from fer_sweep.study import RUN_ID, STOPPED_AFTER_EPOCH, plan_of, root_of, summarize, work_folder
 from fer_sweep.tracking import WORKDIR_TAG, connect, final_metrics, tracked_train
 from fer_sweep.train import checkpoint_epoch
 from fer_sweep.worker import Attempt, AttemptReport, Runner, Worker, load_for_worker
 
 # What a complete attempt records on its Optuna trial (besides outcome and reason).
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
-STOPPED_AFTER_EPOCH = "stopped_after_epoch"
 MLFLOW_ERRORS = "mlflow_errors"
 
 
@@ -75,6 +77,8 @@ class TrainingRunner(Runner):
         stop_event: set to stop the running attempt after its epoch.
         parent_run_id: the study's MLflow run.
         source: the command that runs the study (the runs' Source column).
+        epoch_lines: print one line per finished epoch (where no live view shows them: a
+            log file, ``nohup``, a worker process).
     """
 
     def __init__(
@@ -86,7 +90,9 @@ class TrainingRunner(Runner):
         stop_event: threading.Event,
         parent_run_id: str,
         source: str = "",
+        epoch_lines: bool = True,
     ) -> None:
+        self.epoch_lines = epoch_lines
         self.source = source or f"fer_sweep worker --study {study_name}"
         self.study_name = study_name
         self.settings = settings
@@ -104,6 +110,7 @@ class TrainingRunner(Runner):
         *,
         data: str | None,
         stop_event: threading.Event,
+        epoch_lines: bool = True,
     ) -> TrainingRunner:
         """Connect to MLflow, load the data and reopen the study's run (RUNNING)."""
         # Data that cannot train is refused before MLflow is touched.
@@ -118,7 +125,8 @@ class TrainingRunner(Runner):
                   file=sys.stderr)  # fmt: skip
         source = describe.sweep_command(study.user_attrs.get("spec_name", study.study_name),
                                         study.user_attrs.get("budget"))  # fmt: skip
-        runner = cls(study.study_name, settings, client, dataset, stop_event, parent, source)
+        runner = cls(study.study_name, settings, client, dataset, stop_event, parent, source,
+                     epoch_lines=epoch_lines)  # fmt: skip
         runner.study = study
         return runner
 
@@ -170,6 +178,8 @@ class TrainingRunner(Runner):
         if attempt.retry_of is not None:
             tags["fer_sweep.retry_of_trial"] = str(attempt.retry_of)
         workdir = self.workdir(attempt)
+        progress = self.progress(attempt, trial)
+        began = time.monotonic()
         try:
             with open_run(
                 self.client,
@@ -186,7 +196,7 @@ class TrainingRunner(Runner):
                     self.dataset,
                     run=run,
                     workdir=workdir,
-                    callbacks=[PruningCallback(trial)],
+                    callbacks=[PruningCallback(trial), progress],
                     stop_event=self.stop_event,
                     progress=False,
                     resume_run=attempt.previous_run,
@@ -208,6 +218,12 @@ class TrainingRunner(Runner):
                                      reason=f"trial {attempt.number}: the disk is full "
                                      f"({first_line(exc, 300)})")  # fmt: skip
             return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
+        # What the trial spent outside its epochs (model, MLflow, the final evaluation) goes
+        # into the forecasts beside the epochs' pace.
+        with suppress(OSError):
+            PaceCache(self.settings.cache_dir).record_overhead(
+                self.pace_key(attempt.config), time.monotonic() - began - sum(progress.seconds),
+                f"trial {attempt.number} of {attempt.study}")  # fmt: skip
         # The run's once-per-run numbers under the same names as in MLflow (per-class
         # accuracies stay in MLflow only).
         attrs = {k: v for k, v in final_metrics(result).items()
@@ -221,6 +237,41 @@ class TrainingRunner(Runner):
         at_best = attempt.objective_at == "best"
         value = result.best_val_accuracy if at_best else result.final_val_accuracy
         return AttemptReport(Outcome.COMPLETE, value=value, attrs=attrs)
+
+    def training_images(self, config) -> int:
+        return training_images(int((self.dataset.split == 0).sum()), config.subset)
+
+    def pace_key(self, config) -> str:
+        """This machine's entry in the pace cache for trials of ``config``."""
+        from fer_sweep.backend import name as backend_name
+
+        return pace_key(backend_name(), config.arch, config.batch_size,
+                        self.training_images(config))  # fmt: skip
+
+    def progress(self, attempt: Attempt, trial: optuna.Trial) -> TrialProgress:
+        """The attempt's progress, published on its trial (the live view and Ctrl-C read it)
+        and its epoch times fed back into this machine's pace cache."""
+        config = attempt.config
+        images = self.training_images(config)
+        key = self.pace_key(config)
+        cache = PaceCache(self.settings.cache_dir)
+
+        def publish(state: dict) -> None:
+            with suppress(Exception):  # a busy storage skips one update, never the training
+                trial.set_user_attr(EPOCH_PROGRESS, state)
+
+        def epoch_done(seconds: list[float]) -> None:
+            with suppress(Exception):
+                trial.set_user_attr(EPOCH_SECONDS, seconds)
+            with suppress(OSError):
+                cache.record_epochs(key, seconds, images,
+                                    f"trial {attempt.number} of {attempt.study}")  # fmt: skip
+
+        progress = TrialProgress(f"trial {attempt.number}", epochs=config.epochs,
+                                 steps=math.ceil(images / config.batch_size),
+                                 batch_size=config.batch_size, publish=publish,
+                                 epoch_done=epoch_done, lines=self.epoch_lines)  # fmt: skip
+        return progress
 
     def on_lost(self, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ID)
@@ -273,6 +324,7 @@ def open_worker(
     max_trials: int | None = None,
     timeout: float | None = None,
     runner: Callable[..., Runner] | None = None,
+    epoch_lines: bool = True,
 ) -> Worker:
     """A worker on the study ``study_name``, training for real and tracking in MLflow.
 
@@ -288,7 +340,7 @@ def open_worker(
     worker = Worker(
         study,
         plan,
-        runner(study, settings, data=data, stop_event=stop_event),
+        runner(study, settings, data=data, stop_event=stop_event, epoch_lines=epoch_lines),
         max_retries=settings.max_retries,
         stop_event=stop_event,
         max_trials=max_trials,

@@ -60,6 +60,22 @@ def _settings(**options):
     return settings
 
 
+def _pace_measure(settings):
+    """How a forecast measures a pace this machine has not cached: a short fit, said on
+    stderr while it runs; None where ``$FER_SWEEP_MEASURE_PACE`` is off."""
+    if not settings.measure_pace:
+        return None
+
+    def measure(config):
+        from fer_sweep.forecast import measure_pace
+
+        print(f"measuring this machine's pace for {config.arch} (a short fit)...",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return measure_pace(config)
+
+    return measure
+
+
 @app.command()
 def models() -> None:
     """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
@@ -239,10 +255,18 @@ def sweep(
     settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
     spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
-    if plan:  # before the imports below, which load TensorFlow
+    measure = _pace_measure(settings)
+    if plan:  # before the imports below, which load TensorFlow (unless a pace is measured)
+        from fer_sweep.forecast import FER2013_TRAINING_IMAGES, sweep_forecast
         from fer_sweep.plan import make_plan, render_plan
 
-        print(render_plan(make_plan(spec, budget)), end="")
+        made = make_plan(spec, budget)
+        # A dry run writes no study: the forecast is of the whole plan, on FER-2013's size.
+        _, line = sweep_forecast(made, (), settings.cache_dir,
+                                 total_images=FER2013_TRAINING_IMAGES, jobs=jobs,
+                                 chosen=budget is not None, measure=measure)  # fmt: skip
+        print(f"# {line}")
+        print(render_plan(made), end="")
         return
 
     from fer_sweep.data import load_dataset, require_splits, resolve_data_path
@@ -251,7 +275,7 @@ def sweep(
     data_path = resolve_data_path(data)
     # Parse and cache once here, before workers race to do it, and refuse data that cannot
     # train before any store is written.
-    require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
+    dataset = require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
     run_sweep(
         spec,
         settings,
@@ -261,6 +285,8 @@ def sweep(
         timeout=timeout,
         data=str(data_path),
         live=live,
+        total_images=int((dataset.split == 0).sum()),
+        measure=measure,
     )
 
 
@@ -291,7 +317,9 @@ def worker(
     stop = threading.Event()
     w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
                     max_trials=max_trials, timeout=timeout)  # fmt: skip
-    with graceful_interrupt(stop):
+    from fer_sweep.progress import epoch_end_message
+
+    with graceful_interrupt(stop, lambda: epoch_end_message(w.study.get_trials())):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
     if stop.is_set():
@@ -556,11 +584,23 @@ def reproduce(
         require_splits(dataset)  # before the first run's folder is made
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
+        from fer_sweep.backend import name as backend_name
+        from fer_sweep.forecast import PaceCache, forecast, forecast_line
+        from fer_sweep.reproduce import work_left
+
+        cache = PaceCache(settings.cache_dir)
+        left = work_left(out, dataset, chosen, seed_list, epochs)
+        predicted = forecast(left, cache, backend=backend_name(),
+                             measure=_pace_measure(settings))  # fmt: skip
+        length = (f"{epochs} epochs (chosen: --epochs)" if epochs else
+                  "the thesis's own length (default; --epochs N to shorten)")  # fmt: skip
+        head = f"reproduce {', '.join(chosen)} × seeds {seeds} at {length}"
+        print(forecast_line(head, predicted, unit="run"), flush=True)
         stop = threading.Event()
         try:
             with graceful_interrupt(stop):
                 run_all(dataset, out=out, recipes=chosen, seeds=seed_list, epochs=epochs,
-                        stop_event=stop)  # fmt: skip
+                        stop_event=stop, pace_cache=cache)  # fmt: skip
         except TrainingInterrupted as stopped:
             write_report(out, dataset, seeds=seed_list)
             print(f"{stopped}; the same command continues it", file=sys.stderr)

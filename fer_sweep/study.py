@@ -39,6 +39,7 @@ from fer_sweep.sweepfile import parse_sweep
 OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
 REASON = "reason"  # one line: the error, or why the attempt was skipped
 RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
+STOPPED_AFTER_EPOCH = "stopped_after_epoch"  # an interrupted attempt: its checkpoint's epoch
 # ...and the config values its parameters resolve to (a named arm's ``conv_dropout``,
 # ``fc_dropout``, ...), under the config's own keys, as MLflow's params name them
 # (:func:`fer_sweep.worker.resolved_params`, set before the attempt trains).

@@ -35,6 +35,8 @@ from fer_sweep.worker import (
     admission,
     load_for_worker,
     next_step,
+    put_resumes_first,
+    resumes_first,
     settle,
     settle_all,
     wants_more,
@@ -211,6 +213,46 @@ def test_a_hard_stop_is_queued_again_once_by_settle_all(storage):
     assert settle_all(study, 1) == 0  # a second look (a second worker) queues nothing more
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.system_attrs[RETRY_OF] for t in waiting) == [0, 1]
+
+
+def test_a_trial_interrupted_on_request_is_resumed_first_by_the_next_run(
+    tmp_path, settings, storage
+):
+    spec = spec_of(tmp_path, GRID, "grid")
+    study = create_or_resume(spec, settings, storage=storage)  # 6 grid points queued: 0-5
+    stop = threading.Event()
+
+    def ctrl_c(attempt, n):
+        stop.set()
+        return AttemptReport(Outcome.INTERRUPTED, reason="stopped on request")
+
+    assert worker(study, FakeRunner(ctrl_c), stop_event=stop).run() == 1
+    trials = study.get_trials()
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == [1, 2, 3, 4, 5, 6]
+    assert resumes_first(trials) == [1, 2, 3, 4, 5]  # trial 6 resumes trial 0
+
+    settle_all(study, 1)  # the next run, before its workers start
+    assert resumes_first(study.get_trials()) == []
+    assert put_resumes_first(study) == 0  # a second look moves nothing
+    runner = FakeRunner()
+    worker(study, runner).run()
+    assert (runner.attempts[0].number, runner.attempts[0].root) == (6, 0)  # the resume first
+    # then the points that never started, in their grid order
+    assert [a.params["dropout"] for a in runner.attempts] == list("abcdef")
+    counts = summarize(study)
+    assert counts["complete"] == 6 and counts["configurations"] == 6
+    assert counts["skipped"] == 5  # the old places in the queue, counted for nothing
+
+
+def test_resumes_first_leaves_a_queue_without_resumes_and_retries_of_errors_alone(storage):
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr(OUTCOME, Outcome.ERROR.value)
+    study.tell(trial, state=TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5})
+    settle(study, 0, 1)  # a retry of an error: queued behind, and stays there
+    assert resumes_first(study.get_trials()) == []
 
 
 # --- n_trials is the study's total --------------------------------------------------------
