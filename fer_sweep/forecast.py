@@ -145,7 +145,7 @@ def measure_pace(config: TrainConfig) -> Pace:
     :data:`MEASURE_SKIP` untimed) on blank images; loads Keras and builds the model."""
     import numpy as np
 
-    from fer_sweep.bench import project_fitter
+    from fer_sweep.throughput import project_fitter
 
     n = MEASURE_BATCHES * config.batch_size
     images = np.zeros((n, 48, 48), dtype="uint8")
