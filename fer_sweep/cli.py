@@ -198,6 +198,14 @@ RetriesOpt = Annotated[
         "(default: $FER_SWEEP_MAX_RETRIES, then 1)",
     ),
 ]
+SeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="seeds per configuration, its objective their mean "
+        "(default: the budget's, then the file's, then 1)",
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -221,6 +229,7 @@ def sweep(
     timeout: Annotated[
         float | None, typer.Option(help="this run starts no trial after SECONDS")
     ] = None,
+    seeds: SeedsOpt = None,
     data: DataOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -261,6 +270,7 @@ def sweep(
         timeout=timeout,
         data=str(data_path),
         live=live,
+        seeds=seeds,
     )
 
 
@@ -313,6 +323,7 @@ def study_create(
         int | None,
         typer.Option(min=1, help="the study's total of configurations (default: the file's)"),
     ] = None,
+    seeds: SeedsOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     max_retries: RetriesOpt = None,
@@ -331,7 +342,7 @@ def study_create(
     from fer_sweep.worker import settle_all
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, seeds=seeds)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
     describe_study(client, plan.spec, plan.budget_name,

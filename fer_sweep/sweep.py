@@ -32,10 +32,12 @@ def run_sweep(
     timeout: float | None = None,
     data: str | None = None,
     live: bool = True,
+    seeds: int | None = None,
 ) -> dict[str, int]:
     """Run the study of ``spec`` to its ``n_trials``; returns the count of trials per state.
 
-    ``timeout`` (else the file's) bounds this invocation: no trial starts after it. Raises
+    ``timeout`` (else the file's) bounds this invocation: no trial starts after it; ``seeds``
+    (else the budget's, else the file's) is each configuration's number of seeds. Raises
     :class:`~fer_sweep.errors.StoppedOnRequest` after a Ctrl-C (exit 130) and
     :class:`~fer_sweep.errors.Fault` when attempts ran and none completed (exit 1), both
     after the summary line.
@@ -49,7 +51,8 @@ def run_sweep(
     from fer_sweep.tracking import connect
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout,
+                             seeds=seeds)  # fmt: skip
     plan = plan_of(study)
     # Undecided attempts and configurations that failed in an earlier run are queued here,
     # once, before any worker starts.
