@@ -151,9 +151,12 @@ class TrainConfig(BaseModel):
         return make_config({**self.model_dump(), **changes})
 
     def to_params(self) -> dict[str, str]:
-        """Flat string params for MLflow (tuples as comma-joined lists)."""
+        """Flat string params for MLflow (tuples as comma-joined lists; an unset
+        ``subset_seed`` left out, so the params still round-trip)."""
         out = {}
         for k, v in self.model_dump().items():
+            if v is None:
+                continue
             out[k] = ",".join(str(x) for x in v) if isinstance(v, tuple | list) else str(v)
         return out
 

@@ -312,6 +312,7 @@ def plot_curves(report: StudyReport, path: Path) -> Path:
         if len(runs) > 1:
             ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=f"C{i % 10}",
                             alpha=0.2)  # fmt: skip
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("PublicTest accuracy, %")
     ax.set_title(f"study {report.study}: mean over seeds, band from lowest to highest")
