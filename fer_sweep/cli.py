@@ -214,6 +214,14 @@ RetriesOpt = Annotated[
         "(default: $FER_SWEEP_MAX_RETRIES, then 1)",
     ),
 ]
+SeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="seeds per configuration, its objective their mean "
+        "(default: the budget's, then the file's, then 1)",
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -237,6 +245,7 @@ def sweep(
     timeout: Annotated[
         float | None, typer.Option(help="this run starts no trial after SECONDS")
     ] = None,
+    seeds: SeedsOpt = None,
     data: DataOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -264,7 +273,8 @@ def sweep(
         # A dry run writes no study: the forecast is of the whole plan, on FER-2013's size.
         _, line = sweep_forecast(made, (), settings.cache_dir,
                                  total_images=FER2013_TRAINING_IMAGES, jobs=jobs,
-                                 chosen=budget is not None, measure=measure)  # fmt: skip
+                                 chosen=budget is not None, measure=measure,
+                                 seeds=spec.seeds_at(budget, seeds))  # fmt: skip
         print(f"# {line}")
         print(render_plan(made), end="")
         return
@@ -287,6 +297,7 @@ def sweep(
         live=live,
         total_images=int((dataset.split == 0).sum()),
         measure=measure,
+        seeds=seeds,
     )
 
 
@@ -341,6 +352,7 @@ def study_create(
         int | None,
         typer.Option(min=1, help="the study's total of configurations (default: the file's)"),
     ] = None,
+    seeds: SeedsOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     max_retries: RetriesOpt = None,
@@ -359,7 +371,7 @@ def study_create(
     from fer_sweep.worker import settle_all
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, seeds=seeds)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
     describe_study(client, plan.spec, plan.budget_name,

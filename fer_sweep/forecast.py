@@ -163,11 +163,13 @@ def measure_pace(config: TrainConfig) -> Pace:
 
 @dataclass(frozen=True)
 class Work:
-    """What is left of one trial: ``epochs`` of ``images`` training images of ``config``."""
+    """What is left of one trial: ``epochs`` of ``images`` training images of ``config``,
+    over all its ``seeds`` (a sweep file's ``seeds: K`` trains K runs a trial)."""
 
     config: TrainConfig
     epochs: int
     images: int
+    seeds: int = 1
 
 
 def training_images(total: int, subset: int) -> int:
@@ -175,9 +177,11 @@ def training_images(total: int, subset: int) -> int:
     return min(total, subset) if subset else total
 
 
-def sweep_work(plan: Plan, trials: Sequence[FrozenTrial] = (), *, total_images: int) -> list[Work]:
+def sweep_work(
+    plan: Plan, trials: Sequence[FrozenTrial] = (), *, total_images: int, seeds: int = 1
+) -> list[Work]:
     """The trials of ``plan`` not yet finished, given a study's ``trials`` (none: a fresh
-    study), each with the epochs it still trains.
+    study), each with the epochs it still trains over its ``seeds``.
 
     A configuration whose latest attempt ended (complete, pruned, failed for good) is done; a
     queued resume still trains the epochs after its checkpoint, a running one those after
@@ -186,7 +190,13 @@ def sweep_work(plan: Plan, trials: Sequence[FrozenTrial] = (), *, total_images: 
     """
     from optuna.trial import TrialState
 
-    from fer_sweep.study import STOPPED_AFTER_EPOCH, lineages, params_of, same_point
+    from fer_sweep.study import (
+        STOPPED_AFTER_EPOCH,
+        STOPPED_IN_SEED,
+        lineages,
+        params_of,
+        same_point,
+    )
 
     images = training_images(total_images, plan.budget.subset)
     fixed = list(plan.trials)
@@ -201,11 +211,14 @@ def sweep_work(plan: Plan, trials: Sequence[FrozenTrial] = (), *, total_images: 
         config = match.config if match is not None else plan.base_config()
         done = 0
         if last.state == TrialState.RUNNING:
+            # Only seed 0 reports its epochs: a later seed's progress is not known here.
             done = max(last.intermediate_values, default=0)  # epoch numbers
         elif len(lineage) > 1:
-            done = int(lineage[-2].user_attrs.get(STOPPED_AFTER_EPOCH, 0) or 0)
-        left.append(Work(config, max(0, config.epochs - done), images))
-    unstarted = [Work(p.config, p.config.epochs, images) for p in fixed]
+            stopped = lineage[-2].user_attrs
+            done = int(stopped.get(STOPPED_AFTER_EPOCH, 0) or 0)
+            done += config.epochs * int(stopped.get(STOPPED_IN_SEED, 0) or 0)  # seeds before
+        left.append(Work(config, max(0, seeds * config.epochs - done), images, seeds))
+    unstarted = [Work(p.config, seeds * p.config.epochs, images, seeds) for p in fixed]
     if plan.n_trials is None:  # until the timeout: at least the fixed trials
         return left + unstarted
     # Queued trials are lineages already; the slots left go to the fixed trials first (a
@@ -213,7 +226,7 @@ def sweep_work(plan: Plan, trials: Sequence[FrozenTrial] = (), *, total_images: 
     slots = max(0, plan.n_trials - len(lineages(trials)))
     base = plan.base_config()
     left += unstarted[:slots]
-    left += [Work(base, base.epochs, images)] * max(0, slots - len(unstarted))
+    left += [Work(base, seeds * base.epochs, images, seeds)] * max(0, slots - len(unstarted))
     return left
 
 
@@ -268,7 +281,7 @@ def forecast(
             total += w.epochs * w.images * pace.seconds_per_image
         found = cache.overhead(key)
         if found is not None:
-            overhead += found[0]
+            overhead += found[0] * w.seeds  # recorded per run, and a seed is a run
             total += found[0]
     seconds = None if missing else total / max(1, jobs)
     return Forecast(work, paces, tuple(missing), overhead, jobs, backend, seconds)
@@ -283,11 +296,13 @@ def sweep_forecast(
     jobs: int,
     chosen: bool,
     measure: Callable[[TrainConfig], Pace] | None,
+    seeds: int = 1,
 ) -> tuple[Forecast, str]:
-    """The forecast of what ``plan``'s study (its ``trials``) has left, and its line."""
+    """The forecast of what ``plan``'s study (its ``trials``, ``seeds`` runs each) has left,
+    and its line."""
     from fer_sweep.backend import name
 
-    work = sweep_work(plan, trials, total_images=total_images)
+    work = sweep_work(plan, trials, total_images=total_images, seeds=seeds)
     f = forecast(work, PaceCache(cache_dir), backend=name(), jobs=jobs, measure=measure)
     head = budget_reason(plan.budget_name, chosen, plan.spec.budgets)
     return f, forecast_line(head, f)
@@ -317,6 +332,9 @@ def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
     each = (f"{epochs[0]} epochs" if len(epochs) == 1 else
             f"{epochs[0]}-{epochs[-1]} epochs") if epochs else "0 epochs"  # fmt: skip
     count = f"{len(f.work)} {unit}{'s' if len(f.work) != 1 else ''} left × {each}"
+    seeds = max((w.seeds for w in f.work), default=1)
+    if seeds > 1:
+        count += f" ({seeds} seeds each)"
     if not f.work:
         return f"{head} · nothing left to train"
     paces = _paces_text(f.paces)

@@ -37,7 +37,7 @@ from fer_sweep import thesis
 from fer_sweep.config import TrainConfig, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.space import Budget, expand, trial_config_values, trial_label
-from fer_sweep.study import RUN_ID, StudyPlan, plan_of
+from fer_sweep.study import RUN_ID, SEED_METRICS, SEED_RUNS, StudyPlan, plan_of
 from fer_sweep.thesis import TOP3, ThesisResult, reference
 
 
@@ -62,6 +62,8 @@ class Ranked:
     reported: dict[str, float | None] = field(default_factory=dict)  # the study's `report:`
     comparable: bool = False  # thesis.comparable: its recipe, its length, the whole data
     why_not: str = ""  # thesis.comparable's reason when it is not
+    per_seed: dict[str, list[float]] = field(default_factory=dict)  # K > 1: each seed's
+    seed_runs: list[str] = field(default_factory=list)  # K > 1: each seed's MLflow run
 
     @property
     def ours_minus_thesis(self) -> float | None:
@@ -139,6 +141,8 @@ def _row(plan: StudyPlan, study: str, t: FrozenTrial) -> Ranked:
         reported={name: attrs.get(name) for name in spec.report},
         comparable=ref is not None,
         why_not=why_not,
+        per_seed=dict(attrs.get(SEED_METRICS, {})),
+        seed_runs=list(attrs.get(SEED_RUNS, [])),
     )
 
 
@@ -278,6 +282,22 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+def mean_sd(values: list[float]) -> str:
+    """Accuracies (fractions) over seeds in percent: ``66.12 +- 0.41`` (mean +- sample sd),
+    the value alone for one seed."""
+    import statistics
+
+    if len(values) < 2:
+        return _pct(values[0]) if values else "-"
+    return f"{100 * statistics.fmean(values):.2f} +- {100 * statistics.stdev(values):.2f}"
+
+
+def _seeded(r: Ranked, name: str, value: float | None) -> str:
+    """A cell of ``best``: the mean +- sd over the trial's seeds where it has several."""
+    per = r.per_seed.get(name, [])
+    return mean_sd(per) if len(per) > 1 else _pct(value)
+
+
 def _signed(v: float | None) -> str:
     return "-" if v is None else f"{v:+.2f}"
 
@@ -313,8 +333,11 @@ def _reported(name: str, value: Any) -> str:
 def _cells(r: Ranked, report: tuple[str, ...], diff: str) -> list[str]:
     epochs = f"{r.epochs} ({r.best_epoch})" if r.best_epoch else str(r.epochs)
     extra = [_reported(name, r.reported.get(name)) for name in report]
-    return [str(r.rank), r.study, str(r.trial), r.params, epochs, _pct(r.public_best),
-            _pct(r.private_final), _pct(r.private_at_best), diff, *extra, r.run_id]  # fmt: skip
+    return [str(r.rank), r.study, str(r.trial), r.params, epochs,
+            _seeded(r, names.PUBLIC_BEST, r.public_best),
+            _seeded(r, names.PRIVATE_FINAL, r.private_final),
+            _seeded(r, names.PRIVATE_AT_BEST, r.private_at_best), diff,
+            *extra, r.run_id]  # fmt: skip
 
 
 def _thesis_cells(ref: ThesisResult, ours: Ranked | None, diff: str) -> list[str]:
@@ -337,6 +360,7 @@ def _json_row(r: Ranked) -> dict[str, Any]:
         "ours_minus_thesis_points": r.ours_minus_thesis,
         "no_ours_minus_thesis_because": r.no_difference_because or None, "run_id": r.run_id,
         **r.reported,
+        **({"seeds": r.per_seed, "seed_run_ids": r.seed_runs} if r.per_seed else {}),
     }  # fmt: skip
 
 

@@ -141,15 +141,13 @@ def work_left(
 def backfill_predictions(folder: Path, dataset: Dataset) -> str:
     """Write the per-image predictions of a run that finished before runs wrote them, and
     say how its accuracies from them compare with its ``result.json``."""
-    from fer_sweep.data import stratified_subset
+    from fer_sweep.train import training_data
 
     folder = Path(folder)
     if not (folder / RESULT_FILE).is_file():
         raise UserError(f"{folder}: no {RESULT_FILE}, so not a finished run's folder")
     result = json.loads((folder / RESULT_FILE).read_text())
-    config = result["config"]
-    if config.get("subset"):
-        dataset = stratified_subset(dataset, config["subset"], seed=config["seed"])
+    dataset = training_data(TrainConfig(**result["config"]), dataset)
     path = predictions.score_run(folder, dataset)
     private = predictions.load(path).split("PrivateTest")
     said = ", ".join(

@@ -40,6 +40,7 @@ OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
 REASON = "reason"  # one line: the error, or why the attempt was skipped
 RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
 STOPPED_AFTER_EPOCH = "stopped_after_epoch"  # an interrupted attempt: its checkpoint's epoch
+STOPPED_IN_SEED = "stopped_in_seed"  # ...and, with several seeds, the seed it was training
 # ...and the config values its parameters resolve to (a named arm's ``conv_dropout``,
 # ``fc_dropout``, ...), under the config's own keys, as MLflow's params name them
 # (:func:`fer_sweep.worker.resolved_params`, set before the attempt trains).
@@ -52,6 +53,13 @@ FRESH = "fer_sweep.fresh_start"  # system attribute: retries count again from th
 # study deleted and created again (or another storage beside the same mlruns/) never finds
 # the checkpoints of an earlier study of the same name.
 WORK_KEY = "work_key"
+SEEDS = "seeds"  # study attribute: seeds per configuration (absent: one)
+# Several seeds: on the trial, each seed's objective value, MLflow run and once-per-run
+# numbers (``{metric: [seed 0, seed 1, ...]}``), in seed order; the trial's own numbers under
+# the metric names are the means over its seeds.
+SEED_VALUES = "seed_values"
+SEED_RUNS = "seed_run_ids"
+SEED_METRICS = "seed_metrics"
 
 # Beyond this many points a discrete space is treated as endless (no exhaustion check).
 MAX_ENUMERATED_POINTS = 100_000
@@ -73,6 +81,7 @@ class StudyPlan:
     spec: SweepSpec
     budget_name: str
     n_trials: int | None
+    seeds: int = 1  # seeds each configuration trains (its objective is their mean)
 
     @property
     def timeout(self) -> float | None:
@@ -85,7 +94,9 @@ def plan_of(study: optuna.Study) -> StudyPlan:
         raise UserError(f"study '{study.study_name}' was not created by fer_sweep")
     spec = parse_sweep(attrs["spec_text"], f"{attrs['spec_name']}.yaml")
     n_trials = attrs.get("n_trials")
-    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials))
+    # A study made before seeds existed trained one per configuration.
+    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials),
+                     int(attrs.get(SEEDS, 1)))  # fmt: skip
 
 
 def create_or_resume(
@@ -96,6 +107,7 @@ def create_or_resume(
     n_trials: int | None = None,
     timeout: float | None = None,
     storage: optuna.storages.BaseStorage | None = None,
+    seeds: int | None = None,
 ) -> optuna.Study:
     """Create the study for ``spec`` at ``budget``, or load it, and queue what it still needs.
 
@@ -104,6 +116,9 @@ def create_or_resume(
     that have no trial yet; a re-run with a larger total queues more. ``timeout`` is only
     checked here (a study needs a total or a time limit); it bounds each invocation.
     ``storage`` replaces the one ``settings`` names (tests use Optuna's in-memory storage).
+    ``seeds`` (``--seeds``) overrides the seeds per configuration the file sets at
+    ``budget``; a study keeps the number it started with (its configurations' objectives are
+    means over that many seeds), so another one for a study with trials is refused.
     """
     budget = budget or spec.default_budget
     spec.budget(budget)  # unknown budget names fail here, before anything is written
@@ -123,6 +138,18 @@ def create_or_resume(
             f"study '{name}' was created from another version of {spec.path}; "
             f"put the change in a new sweep file (or a new 'name:'), or delete the study"
         )
+    # The file cannot change under a study (above), so only --seeds can ask for another K.
+    started = any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    n_seeds = spec.seeds_at(budget, seeds)
+    if SEEDS in study.user_attrs and seeds is None:
+        n_seeds = int(study.user_attrs[SEEDS])  # a re-run without --seeds: what it started with
+    known_seeds = int(study.user_attrs.get(SEEDS, 1))  # a study from before seeds: one
+    if started and n_seeds != known_seeds:
+        raise UserError(
+            f"study '{name}' trains {known_seeds} seed(s) per configuration, not {n_seeds}; "
+            "its trials' objectives are means over that many, so another number of seeds "
+            "needs a new study (a new 'name:' or budget)"
+        )
     points = arms(spec)
     target = n_trials or spec.n_trials or (len(points) if points else None)
     if target is None and timeout is None and spec.timeout is None:
@@ -133,6 +160,7 @@ def create_or_resume(
         "budget": budget,
         "n_trials": target,
         "description": spec.description,
+        SEEDS: n_seeds,
     }
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:

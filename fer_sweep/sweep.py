@@ -36,6 +36,7 @@ def run_sweep(
     live: bool = True,
     total_images: int | None = None,
     measure: Callable | None = None,
+    seeds: int | None = None,
 ) -> dict[str, int]:
     """Run the study of ``spec`` to its ``n_trials``; returns the count of trials per state.
 
@@ -44,7 +45,8 @@ def run_sweep(
     ``measure`` measures a pace that is not cached, None: the forecast stays unknown), and
     last that forecast beside the time the run took.
 
-    ``timeout`` (else the file's) bounds this invocation: no trial starts after it. Raises
+    ``timeout`` (else the file's) bounds this invocation: no trial starts after it; ``seeds``
+    (else the budget's, else the file's) is each configuration's number of seeds. Raises
     :class:`~fer_sweep.errors.StoppedOnRequest` after a Ctrl-C (exit 130) and
     :class:`~fer_sweep.errors.Fault` when attempts ran and none completed (exit 1), both
     after the summary line.
@@ -60,7 +62,8 @@ def run_sweep(
     from fer_sweep.tracking import connect
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout,
+                             seeds=seeds)  # fmt: skip
     plan = plan_of(study)
     # Undecided attempts and configurations that failed in an earlier run are queued here,
     # once, before any worker starts.
@@ -73,7 +76,8 @@ def run_sweep(
     whole = replace(make_plan(plan.spec, plan.budget_name), n_trials=plan.n_trials)
     predicted, line = sweep_forecast(whole, study.get_trials(deepcopy=False), settings.cache_dir,
                                      total_images=total_images, jobs=jobs,
-                                     chosen=budget is not None, measure=measure)  # fmt: skip
+                                     chosen=budget is not None, measure=measure,
+                                     seeds=plan.seeds)  # fmt: skip
     print(line, flush=True)
     started_at = time.monotonic()
     parent = study_run(client, study, settings.artifact_root)
@@ -86,7 +90,8 @@ def run_sweep(
     interrupted = False
 
     def epochs_left(trials) -> int:
-        return sum(w.epochs for w in sweep_work(whole, trials, total_images=total_images))
+        return sum(w.epochs for w in sweep_work(whole, trials, total_images=total_images,
+                                                seeds=plan.seeds))  # fmt: skip
 
     view = (StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs,
                       epochs_left=epochs_left, forecast_seconds=predicted.seconds)

@@ -327,6 +327,7 @@ class Attempt:
     budget: str
     objective_at: str  # "best" or "last": which epoch's PublicTest accuracy is the value
     previous_run: str | None = None  # the MLflow run to resume from
+    seeds: int = 1  # seeds to train (config.for_seed(k)); the value is their mean
 
     @property
     def retry_of(self) -> int | None:
@@ -502,6 +503,7 @@ class Worker:
             budget=plan.budget_name,
             objective_at=spec.objective_at,
             previous_run=me.user_attrs.get(PREVIOUS_RUN),
+            seeds=plan.seeds,
         )
         self.trained += 1
         try:

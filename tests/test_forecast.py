@@ -39,7 +39,7 @@ from fer_sweep.progress import (
 )
 from fer_sweep.runs import Outcome
 from fer_sweep.settings import Settings
-from fer_sweep.study import STOPPED_AFTER_EPOCH, create_or_resume
+from fer_sweep.study import STOPPED_AFTER_EPOCH, STOPPED_IN_SEED, create_or_resume
 from fer_sweep.sweepfile import load_sweep
 from fer_sweep.worker import AttemptReport, Runner, Worker, load_for_worker
 
@@ -151,6 +151,30 @@ def test_the_work_left_skips_finished_trials_and_a_resume_trains_only_its_rest(t
     assert {w.images for w in left} == {300}  # the smoke budget's subset
     smaller = dataclasses.replace(plan, n_trials=2)  # a --n-trials below the grid's size
     assert [w.epochs for w in sweep_work(smaller, (), total_images=28_709)] == [2, 2]
+
+
+def test_several_seeds_multiply_the_work_and_a_trial_stopped_in_seed_1_keeps_seed_0(tmp_path, spec):
+    settings = Settings.resolve(store_dir=tmp_path / "mlruns", environ={})
+    study = create_or_resume(spec, settings, budget="smoke", seeds=3,
+                             storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    plan = make_plan(spec, "smoke")
+    fresh = sweep_work(plan, study.get_trials(), total_images=28_709, seeds=3)
+    assert [(w.epochs, w.seeds) for w in fresh] == [(6, 3)] * 3  # 3 seeds of 2 epochs
+    stop = threading.Event()
+
+    def script(n):
+        stop.set()  # stopped after epoch 1 of seed 1: seed 0's 2 epochs and 1 more are done
+        attrs = {STOPPED_AFTER_EPOCH: 1, STOPPED_IN_SEED: 1}
+        return AttemptReport(Outcome.INTERRUPTED, reason="stop", attrs=attrs)
+
+    loaded, splan = load_for_worker(study.study_name, study._storage)
+    Worker(loaded, splan, Scripted(script), max_retries=1, stop_event=stop).run()
+    left = sweep_work(plan, study.get_trials(), total_images=28_709, seeds=3)
+    assert sorted(w.epochs for w in left) == [3, 6, 6]
+    cache = PaceCache(tmp_path)
+    f = forecast(left, cache, backend="tensorflow", jobs=1, measure=Measure())
+    assert f.seconds == pytest.approx(15 * 300 * 0.01)
+    assert "3 trials left × 3-6 epochs (3 seeds each)" in forecast_line("budget smoke", f)
 
 
 def test_a_trial_publishes_its_epoch_and_prints_a_line_per_epoch():
