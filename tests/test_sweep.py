@@ -178,7 +178,11 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert "## Between configurations: PrivateTest, final weights" in built.to_markdown()
     study_report.log(client, study, built)
     logged_files = {f.path for f in client.list_artifacts(parent, "report")}
-    assert logged_files == {"report/report.md", "report/report-intervals.png"}
+    assert logged_files == {
+        "report/report.md",
+        "report/report-intervals.png",
+        "report/report-curves.png",
+    }
     study_report.log(client, study, built)  # again: the note keeps one link
     assert client.get_run(parent).data.tags[NOTE].count("report/report.md") == 1
 
