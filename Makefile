@@ -23,7 +23,7 @@ help:
 	@echo "make test               lint (ruff) and run the test suite (pytest)"
 	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
-	@echo "make best               the top 3 finished trials beside the thesis's top 3"
+	@echo "make best               the top 3 finished trials at each budget beside the thesis's top 3"
 	@echo "make report-STUDY       paired tests between a study's trials (e.g. report-dropout-smoke)"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
 	@echo "make bench              the throughput benchmark (vs reference, vs JAX, pooled vs malloc memory)"
@@ -44,12 +44,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fer_sweep tests docs
-	$(VENV)/bin/ruff format --check fer_sweep tests docs
+	$(VENV)/bin/ruff check fer_sweep tests docs tools benchmarks
+	$(VENV)/bin/ruff format --check fer_sweep tests docs tools benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format fer_sweep tests docs
-	$(VENV)/bin/ruff check --fix fer_sweep tests docs
+	$(VENV)/bin/ruff format fer_sweep tests docs tools benchmarks
+	$(VENV)/bin/ruff check --fix fer_sweep tests docs tools benchmarks
 
 test: lint
 	$(PY) -m pytest $(ARGS)
@@ -82,22 +82,22 @@ reproduce: $(STAMP)
 	$(PY) -m fer_sweep reproduce $(if $(DATA),--data $(DATA)) $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m fer_sweep bench $(if $(DATA),--data $(DATA)) $(ARGS)
+	$(PY) -m benchmarks $(if $(DATA),--data $(DATA)) $(ARGS)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 
 # PostgreSQL's binaries (apt-get, as root) for `services` and the distributed test.
 postgres: $(STAMP)
-	$(PY) -m fer_sweep.services install
+	$(PY) -m tools.services install
 
 services: postgres
-	$(PY) -m fer_sweep.services start --dir .services $(ARGS)
+	$(PY) -m tools.services start --dir .services $(ARGS)
 
 services-stop: $(STAMP)
-	$(PY) -m fer_sweep.services stop --dir .services
+	$(PY) -m tools.services stop --dir .services
 
 # `make test` runs this test too; here alone. Without PostgreSQL and apt it is skipped.
 test-distributed: $(STAMP)
-	-$(PY) -m fer_sweep.services install
+	-$(PY) -m tools.services install
 	$(PY) -m pytest -m distributed $(ARGS)

@@ -16,10 +16,11 @@ Top-level keys (only ``space`` is required)::
     objective: {metric: val_accuracy, at: best}   # PublicTest accuracy, maximised; best|last
     n_trials: 50                # a grid defaults to its size; otherwise None = until timeout
     timeout: 2h                 # seconds, or a string such as 90s, 30m, 2h, 1h30m, 1d
-    budgets: {slice: {subset: 7000, epochs: 15}}   # added to smoke / quick / thesis
+    budgets: {slice: {subset: 7000, epochs: 15, seeds: 1}}   # added to smoke / quick / thesis
     default_budget: quick
     trials: [{optimizer: adam, lr: 0.001}]          # param values enqueued before sampling
     report: [train/accuracy_best]   # per-trial metrics `best` shows beside the objective
+    seeds: 3                    # seeds per configuration (default 1); a budget may set its own
 
 Parameters, sampled in file order (``key`` makes a parameter set a config key of another
 name, so two parameters with exclusive ``when`` conditions can both set ``lr``)::
@@ -80,6 +81,7 @@ from fer_sweep.samplers import (
 )
 from fer_sweep.space import (
     BUILTIN_BUDGETS,
+    MAX_SEEDS,
     Budget,
     ParamSpec,
     SweepSpec,
@@ -129,7 +131,7 @@ def parse_sweep(text: str, path: str | Path) -> SweepSpec:
 
 TOP_LEVEL_KEYS = (
     "name", "description", "base", "space", "sampler", "pruner", "objective",
-    "n_trials", "timeout", "budgets", "default_budget", "trials", "report",
+    "n_trials", "timeout", "budgets", "default_budget", "trials", "report", "seeds",
 )  # fmt: skip
 PARAM_TYPES = ("categorical", "float", "int", "fixed")
 PARAM_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -138,7 +140,7 @@ PARAM_OPTIONS: dict[str, tuple[str, ...]] = {
     "int": ("type", "low", "high", "step", "log", "key", "when"),
     "fixed": ("type", "value", "key", "when"),
 }
-BUDGET_KEYS = ("subset", "epochs")
+BUDGET_KEYS = ("subset", "epochs", "seeds")
 # What ``report:`` may name: the numbers a finished trial records once (the per-epoch
 # curves are in MLflow). ``best`` shows them beside the objective and never ranks by them.
 REPORT_METRICS = (
@@ -282,6 +284,7 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
         default_budget=default_budget,
         trials=trials,
         report=report,
+        seeds=_parse_seeds(src, "seeds", data.get("seeds", 1)),
     )
     _check_builds(src, spec)
     return spec
@@ -651,14 +654,15 @@ def _parse_budgets(src: _Src, raw: Any) -> dict[str, Budget]:
     if raw is None:
         return budgets
     if not isinstance(raw, dict):
-        src.fail("budgets", "expected a mapping of name: {subset, epochs}")
+        src.fail("budgets", "expected a mapping of name: {subset, epochs, seeds}")
     for name, body in raw.items():
         where = f"budgets.{name}"
         if not isinstance(body, dict):
-            src.fail(where, "expected a mapping", "{subset: N, epochs: N or null}")
+            src.fail(where, "expected a mapping", "{subset: N, epochs: N or null, seeds: N}")
         for key in body:
             if key not in BUDGET_KEYS:
-                src.fail(f"{where}.{key}", "unknown budget key", "allowed: subset, epochs")
+                allowed = "allowed: " + ", ".join(BUDGET_KEYS)
+                src.fail(f"{where}.{key}", "unknown budget key", allowed)
         subset, epochs = body.get("subset", 0), body.get("epochs")
         if not (is_int(subset) and subset >= 0):
             src.fail(f"{where}.subset", f"{subset!r} is not an integer >= 0", "0 means all images")
@@ -666,8 +670,18 @@ def _parse_budgets(src: _Src, raw: Any) -> dict[str, Budget]:
             src.fail(
                 f"{where}.epochs", f"{epochs!r} is not an integer >= 1", "null = the config's own"
             )
-        budgets[str(name)] = Budget(subset=subset, epochs=epochs)
+        seeds = body.get("seeds")
+        if seeds is not None:
+            seeds = _parse_seeds(src, f"{where}.seeds", seeds)
+        budgets[str(name)] = Budget(subset=subset, epochs=epochs, seeds=seeds)
     return budgets
+
+
+def _parse_seeds(src: _Src, where: str, raw: Any) -> int:
+    """Seeds per configuration: an integer from 1 to MAX_SEEDS."""
+    if not (pos_int(raw) and raw <= MAX_SEEDS):
+        src.fail(where, f"{raw!r} is not a number of seeds", f"an integer from 1 to {MAX_SEEDS}")
+    return raw
 
 
 def _parse_trials(

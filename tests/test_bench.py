@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fer_sweep.bench import render, run_benchmark
+from benchmarks.bench import render, run_benchmark
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ old password-less cluster to scram-sha-256 (tests/test_distributed.py starts the
 
 from __future__ import annotations
 
-from fer_sweep import services
+from tools import services
 
 HBA = """\
 # TYPE  DATABASE        USER            ADDRESS                 METHOD

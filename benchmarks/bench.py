@@ -19,10 +19,16 @@ One call measures, in one process:
 - the orchestrator's per-trial overhead: a smoke trial run by a sweep worker (Optuna study,
   MLflow run, checkpoints, plots) minus the time spent inside training and evaluation.
 
-Example::
+Run from the repository root (``make bench`` does)::
+
+    python -m benchmarks [--arch A..F] [--quick] [--data PATH] [--out DIR]
+
+or from Python::
 
     result = run_benchmark(data="data/fer2013.csv.gz", quick=True)
     print(render(result))
+
+It lives beside the library, not in it: it measures the trainer and is no part of a sweep.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -46,28 +53,12 @@ import numpy as np
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import load_dataset
 from fer_sweep.models import build_model
+from fer_sweep.throughput import BatchClock, project_fitter
 
 __all__ = ["render", "run_benchmark"]
 
 PRESET = "thesis-top1"  # Type C (or --arch), augmentation on, batch 64, Adam
 QUICK_EPOCHS = 10  # the `quick` budget: 10 epochs on all images
-
-
-class _Clock(keras.callbacks.Callback):
-    """Timestamps of batch ends; the rate counts only batches after ``skip``."""
-
-    def __init__(self, batch_size: int, skip: int) -> None:
-        super().__init__()
-        self.batch_size, self.skip = batch_size, skip
-        self.marks: list[tuple[int, float]] = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.marks.append((batch, time.perf_counter()))
-
-    def rate(self) -> float:
-        kept = [m for m in self.marks if m[0] >= self.skip] or self.marks
-        (b0, t0), (b1, t1) = kept[0], kept[-1]
-        return (b1 - b0) * self.batch_size / (t1 - t0) if t1 > t0 else math.nan
 
 
 def _reference_model(config: TrainConfig) -> keras.Model:
@@ -90,32 +81,12 @@ def _steps_per_epoch(dataset, config: TrainConfig) -> int:
     return math.ceil(len(dataset.arrays("Training")[1]) / config.batch_size)
 
 
-def _project_fitter(dataset, config: TrainConfig, x_train, y_train):
-    """The trainer's model and input as a trial builds them; ``fit(steps, skip)`` -> images/s."""
-    from fer_sweep.pipeline import EpochBatches, training_input
-    from fer_sweep.train import compile_model, training_model
-
-    keras.config.set_dtype_policy(config.precision)
-    model = training_model(build_model(config), config)
-    compile_model(model, config, _steps_per_epoch(dataset, config))
-    keras.config.set_dtype_policy("float32")
-    data = training_input(EpochBatches(x_train, y_train, config, start_epoch=0))
-
-    def fit(steps: int, skip: int) -> float:
-        clock = _Clock(config.batch_size, skip)
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
-        return clock.rate()
-
-    return fit, model
-
-
 def serve_rounds() -> None:
     """The second process of the backend comparison: one training round per stdin line.
 
     Started by :func:`_compare_backends` with ``KERAS_BACKEND`` set and the benchmark's
     settings as JSON in argv; prints ``ready`` once built, then one images/s per round.
     """
-    import sys
 
     from fer_sweep.backend import keep_tensorflow_out
 
@@ -125,7 +96,9 @@ def serve_rounds() -> None:
     config = load_config(preset=PRESET, arch=opts["arch"])
     bs = config.batch_size
     x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * opts["steps"] * bs))
-    fit, _ = _project_fitter(dataset, config, x_train, y_train)
+    fit, _ = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     print("ready", keras.backend.backend(), flush=True)
     for _ in sys.stdin:
         print(fit(opts["steps"], opts["skip"]), flush=True)
@@ -139,12 +112,19 @@ def _trainer_elsewhere(
     (another backend, another allocator); yields a function that runs one round there and
     returns its images/s, so its rounds can alternate with this process's."""
     import subprocess
-    import sys
 
     opts = json.dumps({"data": str(data), "arch": arch, "steps": steps, "skip": skip})
-    cmd = [sys.executable, "-c", "from fer_sweep.bench import serve_rounds; serve_rounds()", opts]
-    with subprocess.Popen(cmd, env={**os.environ, **env}, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as proc:  # fmt: skip
+    cmd = [sys.executable, "-c", "from benchmarks.bench import serve_rounds; serve_rounds()", opts]
+    # The repository root on the path, so the second process imports this module from any cwd.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    with subprocess.Popen(
+        cmd,
+        env={**os.environ, "PYTHONPATH": path, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         line = proc.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"the benchmark process with {env} did not start: {line!r}")
@@ -328,14 +308,16 @@ def run_benchmark(
         metrics=["accuracy"],
         jit_compile=False,
     )
-    fit_project, project = _project_fitter(dataset, config, x_train, y_train)
+    fit_project, project = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     # Raw pixels: the network rescales them itself (its first layer).
     xf_train = x_train[..., None].astype("float32")
     xf_eval = x_eval[..., None].astype("float32")
     project_eval = eval_inputs(x_eval)
 
     def fit_reference() -> float:
-        clock = _Clock(bs, skip)
+        clock = BatchClock(bs, skip)
         reference.fit(xf_train, y_train, batch_size=bs, epochs=1, steps_per_epoch=steps,
                       verbose=0, callbacks=[clock])  # fmt: skip
         return clock.rate()

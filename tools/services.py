@@ -6,9 +6,9 @@ This is what ``make services`` starts for a user on one machine and what the dis
 starts for itself; for many machines, run the same two programs where the workers can reach
 them (see the README's "many machines" section)::
 
-    python -m fer_sweep.services start [--dir .services] [--pg-port 5433] [--mlflow-port 5001]
-    python -m fer_sweep.services status|stop [--dir .services]
-    python -m fer_sweep.services install     # apt-get install postgresql, if it is missing
+    python -m tools.services start [--dir .services] [--pg-port 5433] [--mlflow-port 5001]
+    python -m tools.services status|stop [--dir .services]
+    python -m tools.services install     # apt-get install postgresql, if it is missing
 
 Only those given the credentials get in. The cluster asks every connection for the password
 of its one user (scram-sha-256, local and TCP alike); the MLflow server runs MLflow's
@@ -210,7 +210,7 @@ def start_postgres(root: Path, port: int, password: str) -> None:
     """
     bindir = postgres_bin()
     if bindir is None:
-        raise UserError("PostgreSQL is not installed (run: python -m fer_sweep.services install)")
+        raise UserError("PostgreSQL is not installed (run: python -m tools.services install)")
     data = root / "pgdata"
     owner = _owner_ids()
     if not (data / "PG_VERSION").exists():
@@ -329,7 +329,7 @@ def stop_postgres(root: Path) -> None:
 
 AUTH_CONFIG = """\
 [mlflow]
-# Written by fer_sweep.services. The admin's name and first password come from the
+# Written by tools/services.py. The admin's name and first password come from the
 # environment of the server (MLFLOW_AUTH_ADMIN_USERNAME / _PASSWORD), never from this file.
 default_permission = READ
 database_uri = sqlite:///{database}
@@ -483,7 +483,7 @@ def stop(root: Path = DEFAULT_DIR) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_sweep.services", description=__doc__
+    parser = argparse.ArgumentParser(prog="python -m tools.services", description=__doc__
                                      .split("\n")[0])  # fmt: skip
     parser.add_argument("action", choices=["start", "stop", "status", "install"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             svc = start(args.dir, pg_port=args.pg_port, mlflow_port=args.mlflow_port)
             print(f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri}\n"
                   f"(passwords in {args.dir}/{ENV_FILE}, mode 0600: source it to use both; "
-                  f"python -m fer_sweep.services stop --dir {args.dir} stops them)")  # fmt: skip
+                  f"python -m tools.services stop --dir {args.dir} stops them)")  # fmt: skip
         elif args.action == "stop":
             stop(args.dir)
             print(f"stopped the services in {args.dir}")

@@ -1,0 +1,1 @@
+"""Benchmarks of the trainer, run from the repository root (`python -m benchmarks.bench`)."""
