@@ -157,13 +157,14 @@ def fake_result(config, workdir: Path, callbacks=(), **_):
 def fake_training(monkeypatch: pytest.MonkeyPatch):
     """Sweeps in this process train nothing (:func:`fake_result`, in seconds), and every run is
     still logged by fer_sweep's own code (``tracked_train``, ``log_result``, the study's run)."""
-    import functools
-
     from fer_sweep import attempt, tracking
 
-    def trainer(config, dataset, *, workdir, callbacks=(), stop_event=None):
+    def trainer(config, dataset, *, workdir, callbacks=(), stop_event=None, **_):
         return fake_result(config, workdir, callbacks)
 
-    monkeypatch.setattr(attempt, "tracked_train",
-                        functools.partial(tracking.tracked_train, trainer=trainer))  # fmt: skip
+    def tracked_train(*args, **kwargs):
+        # In place of the trainer the runner hands in (fer_sweep.train.train).
+        return tracking.tracked_train(*args, **{**kwargs, "trainer": trainer})
+
+    monkeypatch.setattr(attempt, "tracked_train", tracked_train)
     return trainer
