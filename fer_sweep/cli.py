@@ -524,7 +524,7 @@ def ui(
 ) -> None:
     """Open the MLflow UI on the local store (127.0.0.1); Ctrl-C or SIGTERM stops all of it."""
     from fer_sweep import ui as mlflow_ui
-    from fer_sweep.describe import study_links
+    from fer_sweep.describe import studies
     from fer_sweep.tracking import connect
 
     settings = _settings(tracking_uri=tracking_uri)
@@ -535,21 +535,24 @@ def ui(
     client = connect(uri)
     root = settings.artifacts_dir.as_uri() if uri.startswith("sqlite:") else None
     url = mlflow_ui.landing_url(port)
-    studies = study_links(client, f"http://{mlflow_ui.HOST}:{port}")
+    # Through fer_sweep's page (fer_sweep/ui_app.py): from the list, a click on a study
+    # opens its runs with its saved view, in a browser that has never seen MLflow too.
+    links = [(name, mlflow_ui.study_url(port, exp_id)) for name, exp_id in studies(client)]
     print(f"MLflow UI for {uri}, starting ({workers} worker(s)); Ctrl-C stops it", file=sys.stderr)
 
     def ready(seconds: float) -> None:
         print(f"MLflow UI ready after {seconds:.0f} s: {url}", flush=True)
-        for name, link in studies:
+        for name, link in links:
             print(f"  {name}: {link}", flush=True)
         if open_browser and mlflow_ui.can_open_browser():
             import webbrowser
 
             # One study: straight to its trials; several: the list of experiments.
-            webbrowser.open(studies[0][1] if len(studies) == 1 else url)
+            webbrowser.open(links[0][1] if len(links) == 1 else url)
 
-    code = mlflow_ui.serve(mlflow_ui.mlflow_command(uri, port, workers, root), port=port,
-                           env=mlflow_ui.server_env(), on_ready=ready)  # fmt: skip
+    with mlflow_ui.app_registered(mlflow_ui.server_env()) as env:
+        code = mlflow_ui.serve(mlflow_ui.mlflow_command(uri, port, workers, root), port=port,
+                               env=env, on_ready=ready)  # fmt: skip
     if code >= 128:  # stopped on request (Ctrl-C, SIGTERM): the whole group is gone
         print("MLflow UI stopped", file=sys.stderr)
         code = 0

@@ -3,9 +3,11 @@
 Everything here is a pure function of a study's definition and a trial's outcome, so that the
 orchestration code only has to hand the results to MLflow. MLflow 3's UI is driven by a few
 reserved names: ``mlflow.note.content`` (markdown notes of experiments and runs),
-``mlflow.experimentKind`` (which decides whether an experiment opens on its runs or on GenAI
-traces), ``mlflow.source.*`` (the Source column) and ``mlflow.sharedViewState.<id>`` (a saved
-view of the runs table: columns, sort order, expanded rows; listed under "Views").
+``mlflow.experimentKind`` (the experiment's kind in MLflow's kind selector; MLflow 3.17's UI
+opens an experiment on its runs or its GenAI pages by the browser's workflow type instead,
+see ``fer_sweep/ui_app.py``), ``mlflow.source.*`` (the Source column) and
+``mlflow.sharedViewState.<id>`` (a saved view of the runs table: columns, sort order, expanded
+rows; listed under "Views").
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from fer_sweep.thesis import TOP3
 
 NOTE = "mlflow.note.content"
 EXPERIMENT_KIND = "mlflow.experimentKind"
-# "Custom model development": the experiment opens on its runs table, not on GenAI traces.
+# "Custom model development" (a model-training experiment). MLflow 3.17's UI does not open
+# the experiment on its runs for it: fer_sweep/ui_app.py.
 MODEL_TRAINING_KIND = "custom_model_development"
 SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 SAVED_VIEW_ID = "fer-sweep"
@@ -365,11 +368,12 @@ def runs_url(base: str, experiment_id: str) -> str:
     )
 
 
-def study_links(client, base: str) -> list[tuple[str, str]]:
-    """(experiment name, link to its runs with the study's view) for every fer_sweep study."""
+def studies(client) -> list[tuple[str, str]]:
+    """(experiment name, experiment id) of every fer_sweep study (an experiment with our
+    saved view), by name."""
     key = SAVED_VIEW_PREFIX + SAVED_VIEW_ID
     return [
-        (exp.name, runs_url(base, exp.experiment_id))
+        (exp.name, exp.experiment_id)
         for exp in client.search_experiments(order_by=["name ASC"])
         if key in exp.tags
     ]

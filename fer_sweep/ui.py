@@ -8,17 +8,20 @@ stopping ``fer_sweep ui`` (Ctrl-C, SIGTERM, SIGHUP) stops the whole group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 
 from fer_sweep.errors import UserError
@@ -29,7 +32,16 @@ HOST = "127.0.0.1"
 # person browsing one local store is served well by one worker (requests run on its threads).
 DEFAULT_WORKERS = 1
 # MLflow 3 opens in its GenAI mode (traces, no runs) unless the link asks for model training.
+# Only the page the link opens: the experiments list's own links to each experiment do not
+# carry it, so on a server without fer_sweep's page (a remote one) a click on a study there
+# still lands on its GenAI overview.
 RUNS_FRAGMENT = "#/experiments?workflowType=machine_learning"
+# The MLflow app `fer_sweep ui` runs (pyproject.toml's `mlflow.app` entry point) and its page
+# that makes the list's links open a study's runs too (fer_sweep/ui_app.py).
+APP_NAME = "fer-sweep"
+APP_FACTORY = "fer_sweep.ui_app:create_app"
+APP_GROUP = "mlflow.app"
+OPEN_PATH = "/fer-sweep/open"
 # MLflow's job runner (7 huey consumers, each importing MLflow) serves GenAI jobs: scorers,
 # prompt optimisation, trace roll-ups. A sweep's store has none, and on 2 cores starting it
 # delays the first page; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true in the environment keeps it.
@@ -39,8 +51,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def landing_url(port: int, host: str = HOST) -> str:
-    """The link that opens MLflow's experiments list in model-training mode (runs, not traces)."""
-    return f"http://{host}:{port}/{RUNS_FRAGMENT}"
+    """The link to MLflow's experiments list, from which a click on a study opens its runs
+    (not its GenAI overview) with the study's saved view: ``fer_sweep.ui_app``'s page."""
+    return f"http://{host}:{port}{OPEN_PATH}"
+
+
+def study_url(port: int, experiment_id: str, host: str = HOST) -> str:
+    """The link to a study's runs with its saved view, through the same page."""
+    return f"{landing_url(port, host)}?experiment={experiment_id}"
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -57,7 +75,8 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 
 def mlflow_command(uri: str, port: int, workers: int, artifact_root: str | None) -> list[str]:
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--backend-store-uri", uri]  # fmt: skip
+           "--workers", str(workers), "--backend-store-uri", uri,
+           "--app-name", APP_NAME]  # fmt: skip
     if artifact_root:
         cmd += ["--default-artifact-root", artifact_root]
     return cmd
@@ -68,6 +87,37 @@ def server_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     env.setdefault(JOB_RUNNER_ENV, "false")
     return env
+
+
+def app_installed() -> bool:
+    """Whether MLflow finds :data:`APP_NAME` among its apps (the package metadata's entry
+    point, written by ``pip install``)."""
+    from importlib.metadata import entry_points
+
+    return any(e.name == APP_NAME for e in entry_points(group=APP_GROUP))
+
+
+@contextlib.contextmanager
+def app_registered(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` in which ``mlflow ui --app-name fer-sweep`` finds the app.
+
+    As it is when the entry point is installed. Otherwise (a checkout run without
+    ``pip install -e .`` since the entry point came, or on ``PYTHONPATH``) with a folder on
+    ``PYTHONPATH`` that holds only that entry point's metadata, as ``pip install`` would write
+    it, for as long as the server runs: MLflow offers ``--app-name`` for entry points alone.
+    """
+    if app_installed():
+        yield env
+        return
+    with tempfile.TemporaryDirectory(prefix="fer-sweep-mlflow-app-") as folder:
+        info = Path(folder) / "fer_sweep_mlflow_app-0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: fer-sweep-mlflow-app\nVersion: 0\n"
+        )
+        (info / "entry_points.txt").write_text(f"[{APP_GROUP}]\n{APP_NAME} = {APP_FACTORY}\n")
+        path = [folder, env["PYTHONPATH"]] if env.get("PYTHONPATH") else [folder]
+        yield {**env, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def wait_until_answering(url: str, proc: subprocess.Popen, timeout: float) -> float | None:

@@ -111,10 +111,77 @@ def test_a_busy_port_is_one_clear_error():
             ui.serve([sys.executable, "-c", "pass"], port=port)
 
 
-def test_the_link_opens_the_runs_not_the_genai_home():
-    assert ui.landing_url(5000) == (
-        "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+def test_the_links_go_through_fer_sweeps_page_of_the_mlflow_app_it_starts():
+    assert ui.landing_url(5000) == "http://127.0.0.1:5000/fer-sweep/open"
+    assert ui.study_url(5000, "7") == "http://127.0.0.1:5000/fer-sweep/open?experiment=7"
+    cmd = ui.mlflow_command("sqlite:////x/mlflow.db", 5001, 1, None)
+    assert cmd[cmd.index("--app-name") + 1] == ui.APP_NAME == "fer-sweep"
+
+
+def test_pyproject_declares_the_app_the_command_names():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    apps = project["project"]["entry-points"][ui.APP_GROUP]
+    assert apps == {ui.APP_NAME: ui.APP_FACTORY}
+
+
+def test_mlflow_finds_the_app_without_a_reinstall(monkeypatch):
+    """Without the entry point installed (no ``pip install -e .`` since it came), MLflow's
+    ``--app-name`` still finds the app in the environment ``fer_sweep ui`` gives it; with it,
+    that environment is left as it is."""
+    monkeypatch.setattr(ui, "app_installed", lambda: True)
+    with ui.app_registered({"A": "1"}) as env:
+        assert env == {"A": "1"}
+    monkeypatch.setattr(ui, "app_installed", lambda: False)
+    probe = "from mlflow.server import _find_app; print(_find_app('fer-sweep'))"
+    with ui.app_registered(ui.server_env()) as env:
+        found = subprocess.run([sys.executable, "-c", probe], env=env, text=True,
+                               capture_output=True)  # fmt: skip
+        folder = env["PYTHONPATH"].split(os.pathsep)[0]
+    assert found.stdout.strip() == ui.APP_FACTORY, found.stderr[-2000:]
+    assert not Path(folder).exists()  # gone with the server
+
+
+def test_the_open_page_prepares_the_browser_then_goes_to_the_list_or_a_study():
+    from fer_sweep import ui_app
+    from fer_sweep.describe import runs_url
+
+    def settings(html: str) -> dict:
+        start = html.index("const settings = ") + len("const settings = ")
+        return json.loads(html[start : html.index(";\n", start)])
+
+    listed = settings(ui_app.page(None))
+    assert listed["target"] == "/#/experiments?workflowType=machine_learning"
+    assert listed["workflowKey"] == "mlflow.workflowType_v1"
+    assert json.dumps(listed["workflow"]) == '"machine_learning"'  # useLocalStorage's JSON
+    assert listed["viewTag"] == "mlflow.sharedViewState.fer-sweep"
+    assert listed["layoutKey"].format(ids=json.dumps(["3"])) == (
+        'MLflowLocalStorage-1.1-ExperimentPage-["3"]-ReactComponentState'
     )
+    assert (
+        settings(ui_app.page("12"))["target"]
+        == runs_url("", "12")
+        == ("/#/experiments/12/runs?workflowType=machine_learning&viewStateShareKey=fer-sweep")
+    )
+
+
+def test_the_mlflow_app_serves_the_page_and_refuses_what_is_not_an_experiment_id():
+    from fer_sweep import ui_app
+
+    app = ui_app.create_app()  # MLflow's FastAPI app here (uvicorn); its Flask app inside
+    ui_app.create_app()  # a second call adds nothing
+    from mlflow.server import app as flask_app
+
+    assert [r.rule for r in flask_app.url_map.iter_rules()].count(ui.OPEN_PATH) == 1
+    assert app is flask_app or hasattr(app, "routes")
+    web = flask_app.test_client()
+    reply = web.get(ui.OPEN_PATH + "?experiment=4")
+    assert reply.status_code == 200 and reply.mimetype == "text/html"
+    assert reply.headers["Cache-Control"] == "no-store"
+    assert "/#/experiments/4/runs?" in reply.get_data(as_text=True)
+    bad = web.get(ui.OPEN_PATH + "?experiment=4%3C/script%3E")
+    assert bad.status_code == 400 and "not an experiment id" in bad.get_data(as_text=True)
 
 
 def test_the_job_runner_is_off_unless_the_environment_asks_for_it():
@@ -246,6 +313,7 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
         socket.create_connection((ui.HOST, port), timeout=5).close()
     printed = (tmp_path / "ui.log").read_text()
     assert "MLflow UI stopped" in printed
-    assert f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning" in printed
-    link = f"tiny-tiny: http://127.0.0.1:{port}/#/experiments/{exp['experiment_id']}/runs?"
-    assert link + "workflowType=machine_learning&viewStateShareKey=fer-sweep" in printed
+    assert "MLflow UI ready after " in printed
+    assert f": http://127.0.0.1:{port}/fer-sweep/open\n" in printed
+    link = f"  tiny-tiny: http://127.0.0.1:{port}/fer-sweep/open?experiment={exp['experiment_id']}"
+    assert link + "\n" in printed
