@@ -423,6 +423,19 @@ WRONG = {
         GOOD_SPACE + "report: [PrivateTest/accuracy_at_epoch]\n",
         "report: PrivateTest/accuracy_at_epoch needs epochs to report at",
     ),
+    "int bound not an integer": (
+        "space:\n  batch_size: {type: int, low: 1.5, high: 64}\n",
+        "space.batch_size.low: 1.5 is not an integer",
+    ),
+    "log not true or false": (
+        "space:\n  lr: {type: float, low: 0.01, high: 0.1, log: 1}\n",
+        "space.lr.log: 1 is not true or false",
+    ),
+    "hyperband max_resource": (
+        GOOD_SPACE + "pruner: {type: hyperband, max_resource: big}\n",
+        "pruner.max_resource: 'big' is not \"auto\" or an integer >= 1",
+    ),
+    "a key that is not text": ("3: x\n" + GOOD_SPACE, "3: key 3 is not text"),
     "not YAML": ("space: {lr: [1, 2\n", "not valid YAML"),
     "not a mapping": ("- just\n- a list\n", "expected a mapping"),
 }
