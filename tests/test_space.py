@@ -492,6 +492,14 @@ def test_a_sweep_parses_from_its_text_as_a_study_keeps_it(tmp_path: Path) -> Non
         sweepfile.parse_sweep("name: x\n", "kept/x.yaml")
 
 
+def test_the_committed_json_schema_is_current() -> None:
+    committed = Path(sweepfile.__file__).parent.parent / "sweeps" / "sweep.schema.json"
+    assert committed.read_text(encoding="utf-8") == sweepfile.schema_text(), "run make schema"
+    schema = sweepfile.schema()
+    assert schema["required"] == ["space"] and schema["additionalProperties"] is False
+    assert schema["properties"]["sampler"]["anyOf"][0]["enum"][:2] == ["tpe", "random"]
+
+
 def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
     text = GOOD_SPACE.replace("1.0e-4", "1e-4") + "timeout: 1h30m\n"
     spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "t.yaml"))
