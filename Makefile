@@ -23,7 +23,7 @@ help:
 	@echo "make test               lint (ruff) and run the test suite (pytest)"
 	@echo "make sweep-NAME         run sweeps/NAME.yaml (BUDGET=smoke|quick|thesis JOBS=N DATA=path)"
 	@echo "make demo               a smoke sweep on a synthetic set (no FER-2013 needed)"
-	@echo "make best               the top 3 finished trials beside the thesis's top 3"
+	@echo "make best               the top 3 finished trials at each budget beside the thesis's top 3"
 	@echo "make report-STUDY       paired tests between a study's trials (e.g. report-dropout-smoke)"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
 	@echo "make schema             sweeps/sweep.schema.json, the sweep files' JSON Schema for editors"

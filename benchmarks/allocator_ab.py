@@ -29,14 +29,15 @@ VARIANTS = {
 
 
 def child(steps: int, data: str) -> None:
-    from benchmarks.bench import PRESET, _project_fitter, _tile
+    from benchmarks.bench import PRESET, _steps_per_epoch, _tile
     from fer_sweep.config import load_config
     from fer_sweep.data import load_dataset
+    from fer_sweep.throughput import project_fitter
 
     dataset = load_dataset(data)
     config = load_config(preset=PRESET)
     x, y = _tile(*dataset.arrays("Training"), 64 * 64)
-    fit, _ = _project_fitter(dataset, config, x, y)
+    fit, _ = project_fitter(config, x, y, steps_per_epoch=_steps_per_epoch(dataset, config))
     fit(8, 2)  # tracing and warm-up
     before, start = os.times(), time.time()
     rate = fit(steps, 2)

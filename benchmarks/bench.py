@@ -53,28 +53,12 @@ import numpy as np
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import load_dataset
 from fer_sweep.models import build_model
+from fer_sweep.throughput import BatchClock, project_fitter
 
 __all__ = ["render", "run_benchmark"]
 
 PRESET = "thesis-top1"  # Type C (or --arch), augmentation on, batch 64, Adam
 QUICK_EPOCHS = 10  # the `quick` budget: 10 epochs on all images
-
-
-class _Clock(keras.callbacks.Callback):
-    """Timestamps of batch ends; the rate counts only batches after ``skip``."""
-
-    def __init__(self, batch_size: int, skip: int) -> None:
-        super().__init__()
-        self.batch_size, self.skip = batch_size, skip
-        self.marks: list[tuple[int, float]] = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.marks.append((batch, time.perf_counter()))
-
-    def rate(self) -> float:
-        kept = [m for m in self.marks if m[0] >= self.skip] or self.marks
-        (b0, t0), (b1, t1) = kept[0], kept[-1]
-        return (b1 - b0) * self.batch_size / (t1 - t0) if t1 > t0 else math.nan
 
 
 def _reference_model(config: TrainConfig) -> keras.Model:
@@ -97,25 +81,6 @@ def _steps_per_epoch(dataset, config: TrainConfig) -> int:
     return math.ceil(len(dataset.arrays("Training")[1]) / config.batch_size)
 
 
-def _project_fitter(dataset, config: TrainConfig, x_train, y_train):
-    """The trainer's model and input as a trial builds them; ``fit(steps, skip)`` -> images/s."""
-    from fer_sweep.pipeline import EpochBatches, training_input
-    from fer_sweep.train import compile_model, training_model
-
-    keras.config.set_dtype_policy(config.precision)
-    model = training_model(build_model(config), config)
-    compile_model(model, config, _steps_per_epoch(dataset, config))
-    keras.config.set_dtype_policy("float32")
-    data = training_input(EpochBatches(x_train, y_train, config, start_epoch=0))
-
-    def fit(steps: int, skip: int) -> float:
-        clock = _Clock(config.batch_size, skip)
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
-        return clock.rate()
-
-    return fit, model
-
-
 def serve_rounds() -> None:
     """The second process of the backend comparison: one training round per stdin line.
 
@@ -131,7 +96,9 @@ def serve_rounds() -> None:
     config = load_config(preset=PRESET, arch=opts["arch"])
     bs = config.batch_size
     x_train, y_train = _tile(*dataset.arrays("Training"), min(32 * bs, 4 * opts["steps"] * bs))
-    fit, _ = _project_fitter(dataset, config, x_train, y_train)
+    fit, _ = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     print("ready", keras.backend.backend(), flush=True)
     for _ in sys.stdin:
         print(fit(opts["steps"], opts["skip"]), flush=True)
@@ -341,14 +308,16 @@ def run_benchmark(
         metrics=["accuracy"],
         jit_compile=False,
     )
-    fit_project, project = _project_fitter(dataset, config, x_train, y_train)
+    fit_project, project = project_fitter(
+        config, x_train, y_train, steps_per_epoch=_steps_per_epoch(dataset, config)
+    )
     # Raw pixels: the network rescales them itself (its first layer).
     xf_train = x_train[..., None].astype("float32")
     xf_eval = x_eval[..., None].astype("float32")
     project_eval = eval_inputs(x_eval)
 
     def fit_reference() -> float:
-        clock = _Clock(bs, skip)
+        clock = BatchClock(bs, skip)
         reference.fit(xf_train, y_train, batch_size=bs, epochs=1, steps_per_epoch=steps,
                       verbose=0, callbacks=[clock])  # fmt: skip
         return clock.rate()

@@ -104,8 +104,8 @@ def judge(
     claim: Claim, configurations: Sequence, *, budget: str, epochs: int, subset: int = 0
 ) -> Verdict:
     """The verdict on ``claim`` from a study's configurations (each with ``params``, a
-    ``label`` and ``predictions``), trained ``epochs`` epochs at ``budget`` on ``subset``
-    images per split (0: all)."""
+    ``label`` and ``correct(split, weights)``, ``(seeds, images)``), trained ``epochs``
+    epochs at ``budget`` on ``subset`` images per split (0: all)."""
     pairs, missing = [], []
     for above, below in claim.pairs:
         a, b = _find(configurations, above), _find(configurations, below)
@@ -114,8 +114,8 @@ def judge(
             continue
         pairs.append(
             (
-                Arm(a.label, a.predictions.correct(SPLIT, WEIGHTS)),
-                Arm(b.label, b.predictions.correct(SPLIT, WEIGHTS)),
+                Arm(a.label, a.correct(SPLIT, WEIGHTS)),
+                Arm(b.label, b.correct(SPLIT, WEIGHTS)),
             )
         )
     if missing:
@@ -127,7 +127,7 @@ def judge(
     done = tuple(comparisons.compare_pairs(pairs))
     words = [comparisons.verdict(c) for c in done]
     images = f" on {subset} images per split" if subset else ""
-    rests = f"budget {budget}, {epochs} epochs{images}, one seed per arm"
+    rests = f"budget {budget}, {epochs} epochs{images}, {_seeds_per_arm(pairs)} per arm"
     if subset:
         return Verdict(
             claim,
@@ -147,6 +147,15 @@ def judge(
     if all(w == "holds" for w in words):
         return Verdict(claim, HOLDS, rests, done)
     return Verdict(claim, NOT_SUPPORTED, rests, done)
+
+
+def _seeds_per_arm(pairs) -> str:
+    """``one seed`` / ``3 seeds`` / ``1 to 3 seeds``: the arms' seeds, in words."""
+    counts = sorted({a.correct.shape[0] if a.correct.ndim == 2 else 1 for p in pairs for a in p})
+    if counts == [1]:
+        return "one seed"
+    many = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{many} seeds"
 
 
 def _find(configurations: Sequence, arm: Mapping[str, str]):

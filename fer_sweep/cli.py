@@ -60,6 +60,22 @@ def _settings(**options):
     return settings
 
 
+def _pace_measure(settings):
+    """How a forecast measures a pace this machine has not cached: a short fit, said on
+    stderr while it runs; None where ``$FER_SWEEP_MEASURE_PACE`` is off."""
+    if not settings.measure_pace:
+        return None
+
+    def measure(config):
+        from fer_sweep.forecast import measure_pace
+
+        print(f"measuring this machine's pace for {config.arch} (a short fit)...",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return measure_pace(config)
+
+    return measure
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a sweep file (sweeps/sweep.schema.json, for editors)."""
@@ -206,6 +222,14 @@ RetriesOpt = Annotated[
         "(default: $FER_SWEEP_MAX_RETRIES, then 1)",
     ),
 ]
+SeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="seeds per configuration, its objective their mean "
+        "(default: the budget's, then the file's, then 1)",
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -229,6 +253,7 @@ def sweep(
     timeout: Annotated[
         float | None, typer.Option(help="this run starts no trial after SECONDS")
     ] = None,
+    seeds: SeedsOpt = None,
     data: DataOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -247,10 +272,19 @@ def sweep(
     settings = _settings(storage=storage, tracking_uri=tracking_uri, max_retries=max_retries)
     spec = load_sweep(name)
     spec.budget(budget)  # an unknown budget is refused before anything is loaded or written
-    if plan:  # before the imports below, which load TensorFlow
+    measure = _pace_measure(settings)
+    if plan:  # before the imports below, which load TensorFlow (unless a pace is measured)
+        from fer_sweep.forecast import FER2013_TRAINING_IMAGES, sweep_forecast
         from fer_sweep.plan import make_plan, render_plan
 
-        print(render_plan(make_plan(spec, budget)), end="")
+        made = make_plan(spec, budget)
+        # A dry run writes no study: the forecast is of the whole plan, on FER-2013's size.
+        _, line = sweep_forecast(made, (), settings.cache_dir,
+                                 total_images=FER2013_TRAINING_IMAGES, jobs=jobs,
+                                 chosen=budget is not None, measure=measure,
+                                 seeds=spec.seeds_at(budget, seeds))  # fmt: skip
+        print(f"# {line}")
+        print(render_plan(made), end="")
         return
 
     from fer_sweep.data import load_dataset, require_splits, resolve_data_path
@@ -259,7 +293,7 @@ def sweep(
     data_path = resolve_data_path(data)
     # Parse and cache once here, before workers race to do it, and refuse data that cannot
     # train before any store is written.
-    require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
+    dataset = require_splits(load_dataset(data_path, cache_dir=settings.cache_dir))
     run_sweep(
         spec,
         settings,
@@ -269,6 +303,9 @@ def sweep(
         timeout=timeout,
         data=str(data_path),
         live=live,
+        total_images=int((dataset.split == 0).sum()),
+        measure=measure,
+        seeds=seeds,
     )
 
 
@@ -299,7 +336,9 @@ def worker(
     stop = threading.Event()
     w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
                     max_trials=max_trials, timeout=timeout)  # fmt: skip
-    with graceful_interrupt(stop):
+    from fer_sweep.progress import epoch_end_message
+
+    with graceful_interrupt(stop, lambda: epoch_end_message(w.study.get_trials())):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
     if stop.is_set():
@@ -321,6 +360,7 @@ def study_create(
         int | None,
         typer.Option(min=1, help="the study's total of configurations (default: the file's)"),
     ] = None,
+    seeds: SeedsOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     max_retries: RetriesOpt = None,
@@ -339,7 +379,7 @@ def study_create(
     from fer_sweep.worker import settle_all
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, seeds=seeds)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
     describe_study(client, plan.spec, plan.budget_name,
@@ -349,7 +389,10 @@ def study_create(
 
 @app.command()
 def best(
-    top: Annotated[int, typer.Option(min=1, help="how many trials")] = 3,
+    top: Annotated[
+        int,
+        typer.Option(min=1, help="how many trials: of --study, else of all studies per budget"),
+    ] = 3,
     study: Annotated[str | None, typer.Option(help="one study (default: all)")] = None,
     format: Annotated[str, typer.Option(help="table | markdown | csv | json")] = "table",
     ensemble: Annotated[
@@ -561,11 +604,23 @@ def reproduce(
         require_splits(dataset)  # before the first run's folder is made
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
+        from fer_sweep.backend import name as backend_name
+        from fer_sweep.forecast import PaceCache, forecast, forecast_line
+        from fer_sweep.reproduce import work_left
+
+        cache = PaceCache(settings.cache_dir)
+        left = work_left(out, dataset, chosen, seed_list, epochs)
+        predicted = forecast(left, cache, backend=backend_name(),
+                             measure=_pace_measure(settings))  # fmt: skip
+        length = (f"{epochs} epochs (chosen: --epochs)" if epochs else
+                  "the thesis's own length (default; --epochs N to shorten)")  # fmt: skip
+        head = f"reproduce {', '.join(chosen)} × seeds {seeds} at {length}"
+        print(forecast_line(head, predicted, unit="run"), flush=True)
         stop = threading.Event()
         try:
             with graceful_interrupt(stop):
                 run_all(dataset, out=out, recipes=chosen, seeds=seed_list, epochs=epochs,
-                        stop_event=stop)  # fmt: skip
+                        stop_event=stop, pace_cache=cache)  # fmt: skip
         except TrainingInterrupted as stopped:
             write_report(out, dataset, seeds=seed_list)
             print(f"{stopped}; the same command continues it", file=sys.stderr)

@@ -75,6 +75,11 @@ class TrainConfig(BaseModel):
 
     # Data and augmentation (training split only)
     subset: int = Field(0, ge=0)  # images per split, class proportions kept; 0 = all
+    # Which images a subset keeps; None: those of ``seed`` (what every run before this field
+    # drew). A configuration's further seeds keep their first seed's (see ``for_seed``), so
+    # they differ in initial weights, batch order and augmentation only, and their test
+    # predictions pair image by image.
+    subset_seed: int | None = Field(None, ge=0)
     rescale: bool = True  # x / 255
     augment: bool = True
     rotation: float = Field(10.0, ge=0.0, le=180.0)  # degrees, +-
@@ -135,13 +140,28 @@ class TrainConfig(BaseModel):
             return None
         return spread([f * self.epochs for f in self.step_boundaries], self.epochs)
 
+    @property
+    def data_seed(self) -> int:
+        """The seed that draws a subset's images (``subset_seed``, else ``seed``)."""
+        return self.seed if self.subset_seed is None else self.subset_seed
+
+    def for_seed(self, index: int) -> TrainConfig:
+        """Seed ``index`` (0-based) of this configuration: ``seed + index``, the subset of
+        seed 0's images. Index 0 is this config itself, so a one-seed run is unchanged."""
+        if index == 0:
+            return self
+        return self.replace(seed=self.seed + index, subset_seed=self.data_seed)
+
     def replace(self, **changes: Any) -> TrainConfig:
         return make_config({**self.model_dump(), **changes})
 
     def to_params(self) -> dict[str, str]:
-        """Flat string params for MLflow (tuples as comma-joined lists)."""
+        """Flat string params for MLflow (tuples as comma-joined lists; an unset
+        ``subset_seed`` left out, so the params still round-trip)."""
         out = {}
         for k, v in self.model_dump().items():
+            if v is None:
+                continue
             out[k] = ",".join(str(x) for x in v) if isinstance(v, tuple | list) else str(v)
         return out
 

@@ -203,7 +203,7 @@ def study_note(spec: SweepSpec, budget_name: str) -> str:
     budget = spec.budget(budget_name)
     size = f"{budget.subset} images per split" if budget.subset else "all images"
     length = f"{budget.epochs} epochs" if budget.epochs else "the thesis's epochs"
-    objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
+    objective = mn.objective(spec.objective_at)
     top = ", ".join(f"{r.private_accuracy:.2f} %" for r in TOP3)
     rows = "\n".join(f"| `{name}` | {meaning} |" for name, meaning in METRIC_MEANINGS.items())
     return "\n".join(
@@ -290,7 +290,7 @@ def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -
     percent, trials sorted by the objective, best first, the study's row expanded. The charts:
     see ``_CHART_SECTIONS``.
     """
-    objective = mn.PUBLIC_BEST if spec.objective_at == "best" else mn.PUBLIC_FINAL
+    objective = mn.objective(spec.objective_at)
     choices = [_key("tags", CHOICE_TAG_PREFIX + name) for name in spec.params]
     run_name, note = _key("attributes", "Run Name"), _key("attributes", "Description")
     numbers = [_key("metrics", m) for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)]

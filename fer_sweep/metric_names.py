@@ -43,6 +43,16 @@ EPOCHS_TRAINED = "epochs_trained"
 FIT_SECONDS = "fit_seconds"  # wall time inside training (all epochs of this attempt)
 EVAL_SECONDS = "eval_seconds"  # wall time of the PrivateTest evaluations
 
+
+def objective(at: str) -> str:
+    """The name of a study's objective, whose epoch ``at`` (a sweep file's ``objective.at``:
+    ``best`` or ``last``) picks: the name its trials' value has in MLflow, in the Optuna
+    study (``metric_names``, which optuna-dashboard shows) and in ``best``."""
+    if at not in ("best", "last"):
+        raise ValueError(f"no objective at {at!r} (best or last)")
+    return PUBLIC_BEST if at == "best" else PUBLIC_FINAL
+
+
 # PrivateTest at the epochs a sweep names (``report_epochs``), logged with step = epoch.
 PRIVATE_AT_EPOCH = "PrivateTest/accuracy_at_epoch"
 

@@ -13,17 +13,36 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from fer_sweep.settings import Settings
 
 
+def stop_message(epoch_end: Callable[[], str | None] | None = None) -> str:
+    """What the first Ctrl-C prints: when the stop happens (``epoch_end``: when the running
+    epoch ends, in words, or None when nothing says), and what the next run does."""
+    when = None
+    if epoch_end is not None:
+        try:
+            when = epoch_end()
+        except Exception:  # noqa: BLE001 - a busy storage: the message without the time
+            when = None
+    head = f"stopping after the current epoch: {when}" if when else (
+        "stopping after the current epoch")  # fmt: skip
+    return (
+        f"\n{head}; it is checkpointed and the next run resumes it first; Ctrl-C again to quit now"
+    )
+
+
 @contextmanager
-def graceful_interrupt(stop_event: threading.Event) -> Iterator[None]:
+def graceful_interrupt(
+    stop_event: threading.Event, epoch_end: Callable[[], str | None] | None = None
+) -> Iterator[None]:
     """First Ctrl-C (or SIGTERM): set ``stop_event``, so the run finishes its epoch,
-    checkpoints and stops. Second: ``KeyboardInterrupt`` at once."""
+    checkpoints and stops, and say when that will be (``epoch_end``, see
+    :func:`stop_message`). Second: ``KeyboardInterrupt`` at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -32,11 +51,7 @@ def graceful_interrupt(stop_event: threading.Event) -> Iterator[None]:
         if stop_event.is_set():
             raise KeyboardInterrupt
         stop_event.set()
-        print(
-            "\nstopping after the current epoch (checkpointed; the next run resumes it); "
-            "Ctrl-C again to quit now",
-            file=sys.stderr,
-        )
+        print(stop_message(epoch_end), file=sys.stderr, flush=True)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -93,11 +108,16 @@ def worker_environ(
     return env
 
 
-def wait_for_workers(procs: list[subprocess.Popen], log_dir: Path) -> bool:
+def wait_for_workers(
+    procs: list[subprocess.Popen],
+    log_dir: Path,
+    epoch_end: Callable[[], str | None] | None = None,
+) -> bool:
     """Wait for the worker processes; returns whether Ctrl-C was pressed meanwhile.
 
     The terminal's Ctrl-C reaches the workers too (same process group) and they stop after
-    their epoch; here the first one only waits for them, the second raises KeyboardInterrupt.
+    their epoch; here the first one says when that will be and waits for them, the second
+    raises KeyboardInterrupt.
     """
     interrupted = False
 
@@ -106,6 +126,7 @@ def wait_for_workers(procs: list[subprocess.Popen], log_dir: Path) -> bool:
         if interrupted:
             raise KeyboardInterrupt
         interrupted = True
+        print(stop_message(epoch_end), file=sys.stderr, flush=True)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

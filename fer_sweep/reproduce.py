@@ -19,6 +19,7 @@ Only measured numbers are written: a run that has not finished shows how far it 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -37,6 +38,7 @@ from fer_sweep.comparisons import Arm
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import Dataset
 from fer_sweep.errors import UserError
+from fer_sweep.forecast import PaceCache, Work, pace_key
 from fer_sweep.thesis import TOP3, comparable
 
 RECIPES = ("thesis-top1", "thesis-top2", "thesis-top3")
@@ -70,8 +72,10 @@ def run_all(
     epochs: int | None = None,
     stop_event: threading.Event | None = None,
     progress: bool = True,
+    pace_cache: PaceCache | None = None,
 ) -> None:
-    """Train every (recipe, seed) that has not finished, writing the report after each."""
+    """Train every (recipe, seed) that has not finished, writing the report after each;
+    each finished epoch's time goes into ``pace_cache`` (later forecasts read it)."""
     from fer_sweep.progress import EpochProgress
     from fer_sweep.train import train
 
@@ -84,6 +88,9 @@ def run_all(
             _note_session(folder)
             steps = math.ceil(int((dataset.split == 0).sum()) / config.batch_size)
             bar = [EpochProgress(config.epochs, steps)] if progress else []
+            if pace_cache is not None:
+                bar.append(_pace_recorder(pace_cache, config, steps, len_train(dataset),
+                                          f"{recipe} seed {seed}"))  # fmt: skip
             result = train(config, dataset, workdir=folder, callbacks=bar, stop_event=stop_event)
             # Final and best-epoch weights, plain and with flip TTA, per image: the report's
             # paired comparisons read them.
@@ -92,18 +99,55 @@ def run_all(
             write_report(out)
 
 
+def len_train(dataset: Dataset) -> int:
+    return int((dataset.split == 0).sum())
+
+
+def _pace_recorder(cache: PaceCache, config: TrainConfig, steps: int, images: int, what: str):
+    """A callback that feeds each finished epoch's time into ``cache``."""
+    from fer_sweep.backend import name
+    from fer_sweep.progress import TrialProgress
+
+    key = pace_key(name(), config.arch, config.batch_size, images)
+
+    def epoch_done(seconds: list[float]) -> None:
+        with contextlib.suppress(OSError):
+            cache.record_epochs(key, seconds, images, what)
+
+    return TrialProgress(what, epochs=config.epochs, steps=steps,
+                         batch_size=config.batch_size, publish=lambda state: None,
+                         epoch_done=epoch_done, lines=False)  # fmt: skip
+
+
+def work_left(
+    out: Path, dataset: Dataset, recipes: tuple[str, ...], seeds: tuple[int, ...],
+    epochs: int | None,
+) -> list[Work]:  # fmt: skip
+    """Each (recipe, seed) not finished, with the epochs after its checkpoint."""
+    from fer_sweep.train import checkpoint_epoch
+
+    left = []
+    for recipe in recipes:
+        for seed in seeds:
+            folder = workdir(out, recipe, seed)
+            if (folder / RESULT_FILE).exists():
+                continue
+            config = run_config(recipe, seed, epochs)
+            done = checkpoint_epoch(folder) if folder.exists() else 0
+            left.append(Work(config, max(0, config.epochs - done), len_train(dataset)))
+    return left
+
+
 def backfill_predictions(folder: Path, dataset: Dataset) -> str:
     """Write the per-image predictions of a run that finished before runs wrote them, and
     say how its accuracies from them compare with its ``result.json``."""
-    from fer_sweep.data import stratified_subset
+    from fer_sweep.train import training_data
 
     folder = Path(folder)
     if not (folder / RESULT_FILE).is_file():
         raise UserError(f"{folder}: no {RESULT_FILE}, so not a finished run's folder")
     result = json.loads((folder / RESULT_FILE).read_text())
-    config = result["config"]
-    if config.get("subset"):
-        dataset = stratified_subset(dataset, config["subset"], seed=config["seed"])
+    dataset = training_data(TrainConfig(**result["config"]), dataset)
     path = predictions.score_run(folder, dataset)
     private = predictions.load(path).split("PrivateTest")
     said = ", ".join(

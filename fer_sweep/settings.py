@@ -4,19 +4,21 @@ The command line builds one :class:`Settings` from its options and the environme
 (:meth:`Settings.resolve`) and hands it down; nothing below the CLI reads these environment
 variables. An option wins over its variable, which wins over the default:
 
-==================  =========================  ===============================================
-setting             variable                   default
-==================  =========================  ===============================================
-``store_dir``       ``FER_SWEEP_STORE``        ``mlruns`` (resolved to an absolute path)
-``storage``         ``FER_SWEEP_STORAGE``      ``sqlite:///<store_dir>/optuna.db``
-``tracking_uri``    ``MLFLOW_TRACKING_URI``    ``sqlite:///<store_dir>/mlflow.db``
-``heartbeat``       ``FER_SWEEP_HEARTBEAT``    20 s between a running trial's heartbeats
-``grace``           ``FER_SWEEP_GRACE``        60 s of silence before a trial counts as lost
-``max_retries``     ``FER_SWEEP_MAX_RETRIES``  1 retry of a configuration that failed
-``cache_dir``       ``FER_SWEEP_CACHE``        ``~/.cache/fer-sweep`` (parsed FER-2013 caches)
-``jax_cache``       ``FER_SWEEP_JAX_CACHE``    ``<cache_dir>/jax``: JAX's persistent compilation
-                                               cache (``off``: none)
-==================  =========================  ===============================================
+==================  ===========================  ===============================================
+setting             variable                     default
+==================  ===========================  ===============================================
+``store_dir``       ``FER_SWEEP_STORE``          ``mlruns`` (resolved to an absolute path)
+``storage``         ``FER_SWEEP_STORAGE``        ``sqlite:///<store_dir>/optuna.db``
+``tracking_uri``    ``MLFLOW_TRACKING_URI``      ``sqlite:///<store_dir>/mlflow.db``
+``heartbeat``       ``FER_SWEEP_HEARTBEAT``      20 s between a running trial's heartbeats
+``grace``           ``FER_SWEEP_GRACE``          60 s of silence before a trial counts as lost
+``max_retries``     ``FER_SWEEP_MAX_RETRIES``    1 retry of a configuration that failed
+``cache_dir``       ``FER_SWEEP_CACHE``          ``~/.cache/fer-sweep`` (parsed FER-2013 caches)
+``jax_cache``       ``FER_SWEEP_JAX_CACHE``      ``<cache_dir>/jax``: JAX's persistent compilation
+                                                 cache (``off``: none)
+``measure_pace``    ``FER_SWEEP_MEASURE_PACE``   on: a short fit measures the pace of a forecast
+                                                 when none is cached (``off``: never)
+==================  ===========================  ===============================================
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ RETRIES_ENV = "FER_SWEEP_MAX_RETRIES"
 CACHE_ENV = "FER_SWEEP_CACHE"
 JAX_CACHE_ENV = "FER_SWEEP_JAX_CACHE"
 JAX_CACHE_OFF = "off"
+MEASURE_PACE_ENV = "FER_SWEEP_MEASURE_PACE"
 
 DEFAULT_STORE = Path("mlruns")
 DEFAULT_HEARTBEAT = 20
@@ -68,6 +71,8 @@ class Settings:
         jax_cache: JAX's persistent compilation cache, so that repeated trials and worker
             processes reuse compiled train steps (None: no cache); used on the JAX backend
             only (:func:`fer_sweep.backend.use_compilation_cache`).
+        measure_pace: whether a forecast with no cached pace measures one with a short fit
+            (:mod:`fer_sweep.forecast`); off, the forecast says the pace is unknown.
     """
 
     store_dir: Path
@@ -78,6 +83,7 @@ class Settings:
     max_retries: int = DEFAULT_MAX_RETRIES
     cache_dir: Path = DEFAULT_CACHE.expanduser()
     jax_cache: Path | None = DEFAULT_CACHE.expanduser() / "jax"
+    measure_pace: bool = True
 
     @classmethod
     def resolve(
@@ -91,6 +97,7 @@ class Settings:
         max_retries: int | None = None,
         cache_dir: str | Path | None = None,
         jax_cache: str | Path | None = None,
+        measure_pace: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Options first, then the environment (``os.environ`` unless given), then defaults.
@@ -115,6 +122,11 @@ class Settings:
             raise UserError(f"max retries {retries}: expected 0 or more")
         cache = cache_dir_from(cache_dir, env)
         jax = str(jax_cache or "") or env.get(JAX_CACHE_ENV, "").strip() or str(cache / "jax")
+        if measure_pace is None:
+            raw = env.get(MEASURE_PACE_ENV, "").strip().lower() or "on"
+            if raw not in ("on", "off"):
+                raise UserError(f"${MEASURE_PACE_ENV}={raw!r}: expected on or off")
+            measure_pace = raw == "on"
         optuna_url = storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}"
         mlflow_uri = tracking_uri or env.get(TRACKING_ENV) or f"sqlite:///{store / 'mlflow.db'}"
         for what, url, problem in (("Optuna storage URL", optuna_url, malformed(optuna_url)),
@@ -131,6 +143,7 @@ class Settings:
             max_retries=retries,
             cache_dir=cache,
             jax_cache=None if jax.lower() == JAX_CACHE_OFF else Path(jax).expanduser(),
+            measure_pace=measure_pace,
         )
 
     def workdir(self, key: str) -> Path:
@@ -169,6 +182,7 @@ class Settings:
             RETRIES_ENV: str(self.max_retries),
             CACHE_ENV: str(self.cache_dir),
             JAX_CACHE_ENV: str(self.jax_cache) if self.jax_cache else JAX_CACHE_OFF,
+            MEASURE_PACE_ENV: "on" if self.measure_pace else "off",
         }
 
 

@@ -44,7 +44,8 @@ __all__ = [
 @dataclass(frozen=True)
 class Budget:
     """How much of each trial to run: ``subset`` images per split (0 = all) for ``epochs``
-    epochs (None = the config's own, which the sweep files set to the thesis's length).
+    epochs (None = the config's own, which the sweep files set to the thesis's length), with
+    ``seeds`` seeds per configuration (None = the sweep file's ``seeds``).
 
     Step schedules are fractions of the run by default, so they shrink with ``epochs``.
     ``report_epochs`` past a shortened run are dropped: they name epochs of the thesis's
@@ -54,6 +55,7 @@ class Budget:
 
     subset: int
     epochs: int | None
+    seeds: int | None = None
 
     def apply(self, values: dict[str, Any]) -> dict[str, Any]:
         """``values`` with this budget's ``subset`` (always) and ``epochs`` (unless None)."""
@@ -68,8 +70,11 @@ class Budget:
         """The budget in words: ``all images, 10 epochs``."""
         images = "all images" if self.subset == 0 else f"{self.subset} images per split"
         epochs = "the file's epochs" if self.epochs is None else f"{self.epochs} epochs"
-        return f"{images}, {epochs}"
+        seeds = "" if self.seeds is None else f", {self.seeds} seed(s) per configuration"
+        return f"{images}, {epochs}{seeds}"
 
+
+MAX_SEEDS = 100  # seeds per configuration: far past any sweep's patience, so 1000 is a typo
 
 BUILTIN_BUDGETS: dict[str, Budget] = {
     "smoke": Budget(subset=300, epochs=2),
@@ -212,6 +217,17 @@ class SweepSpec:
     default_budget: str
     trials: tuple[dict[str, Any], ...] = ()
     report: tuple[str, ...] = ()
+    seeds: int = 1  # seeds per configuration (a budget's own ``seeds`` wins)
+
+    def seeds_at(self, budget: str | None, override: int | None = None) -> int:
+        """The seeds each configuration trains at ``budget``: ``override`` (``--seeds``),
+        else the budget's ``seeds``, else the file's."""
+        if override is not None:
+            if not (pos_int(override) and override <= MAX_SEEDS):
+                raise UserError(f"--seeds {override}: expected an integer from 1 to {MAX_SEEDS}")
+            return override
+        own = self.budget(budget).seeds
+        return self.seeds if own is None else own
 
     def budget(self, name: str | None) -> Budget:
         """The named budget; None means ``default_budget``."""

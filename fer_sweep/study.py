@@ -26,6 +26,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from fer_sweep import metric_names as names
 from fer_sweep.errors import UserError
 from fer_sweep.runs import Outcome
 from fer_sweep.samplers import make_pruner, make_sampler
@@ -38,6 +39,11 @@ from fer_sweep.sweepfile import parse_sweep
 OUTCOME = "outcome"  # an Outcome value, set by the attempt itself
 REASON = "reason"  # one line: the error, or why the attempt was skipped
 RUN_ID = "mlflow_run_id"  # the attempt's MLflow run
+STOPPED_AFTER_EPOCH = "stopped_after_epoch"  # an interrupted attempt: its checkpoint's epoch
+STOPPED_IN_SEED = "stopped_in_seed"  # ...and, with several seeds, the seed it was training
+# ...and the config values its parameters resolve to (a named arm's ``conv_dropout``,
+# ``fc_dropout``, ...), under the config's own keys, as MLflow's params name them
+# (:func:`fer_sweep.worker.resolved_params`, set before the attempt trains).
 # ...and of a lineage (written on each retry when it is queued).
 RETRY_OF = "failed_trial"  # the lineage's first attempt (Optuna's own name for it)
 HISTORY = "retry_history"  # every earlier attempt of the lineage, oldest first (Optuna's)
@@ -47,6 +53,13 @@ FRESH = "fer_sweep.fresh_start"  # system attribute: retries count again from th
 # study deleted and created again (or another storage beside the same mlruns/) never finds
 # the checkpoints of an earlier study of the same name.
 WORK_KEY = "work_key"
+SEEDS = "seeds"  # study attribute: seeds per configuration (absent: one)
+# Several seeds: on the trial, each seed's objective value, MLflow run and once-per-run
+# numbers (``{metric: [seed 0, seed 1, ...]}``), in seed order; the trial's own numbers under
+# the metric names are the means over its seeds.
+SEED_VALUES = "seed_values"
+SEED_RUNS = "seed_run_ids"
+SEED_METRICS = "seed_metrics"
 
 # Beyond this many points a discrete space is treated as endless (no exhaustion check).
 MAX_ENUMERATED_POINTS = 100_000
@@ -68,6 +81,7 @@ class StudyPlan:
     spec: SweepSpec
     budget_name: str
     n_trials: int | None
+    seeds: int = 1  # seeds each configuration trains (its objective is their mean)
 
     @property
     def timeout(self) -> float | None:
@@ -80,7 +94,9 @@ def plan_of(study: optuna.Study) -> StudyPlan:
         raise UserError(f"study '{study.study_name}' was not created by fer_sweep")
     spec = parse_sweep(attrs["spec_text"], f"{attrs['spec_name']}.yaml")
     n_trials = attrs.get("n_trials")
-    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials))
+    # A study made before seeds existed trained one per configuration.
+    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials),
+                     int(attrs.get(SEEDS, 1)))  # fmt: skip
 
 
 def create_or_resume(
@@ -91,6 +107,7 @@ def create_or_resume(
     n_trials: int | None = None,
     timeout: float | None = None,
     storage: optuna.storages.BaseStorage | None = None,
+    seeds: int | None = None,
 ) -> optuna.Study:
     """Create the study for ``spec`` at ``budget``, or load it, and queue what it still needs.
 
@@ -99,6 +116,9 @@ def create_or_resume(
     that have no trial yet; a re-run with a larger total queues more. ``timeout`` is only
     checked here (a study needs a total or a time limit); it bounds each invocation.
     ``storage`` replaces the one ``settings`` names (tests use Optuna's in-memory storage).
+    ``seeds`` (``--seeds``) overrides the seeds per configuration the file sets at
+    ``budget``; a study keeps the number it started with (its configurations' objectives are
+    means over that many seeds), so another one for a study with trials is refused.
     """
     budget = budget or spec.default_budget
     spec.budget(budget)  # unknown budget names fail here, before anything is written
@@ -118,6 +138,18 @@ def create_or_resume(
             f"study '{name}' was created from another version of {spec.path}; "
             f"put the change in a new sweep file (or a new 'name:'), or delete the study"
         )
+    # The file cannot change under a study (above), so only --seeds can ask for another K.
+    started = any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    n_seeds = spec.seeds_at(budget, seeds)
+    if SEEDS in study.user_attrs and seeds is None:
+        n_seeds = int(study.user_attrs[SEEDS])  # a re-run without --seeds: what it started with
+    known_seeds = int(study.user_attrs.get(SEEDS, 1))  # a study from before seeds: one
+    if started and n_seeds != known_seeds:
+        raise UserError(
+            f"study '{name}' trains {known_seeds} seed(s) per configuration, not {n_seeds}; "
+            "its trials' objectives are means over that many, so another number of seeds "
+            "needs a new study (a new 'name:' or budget)"
+        )
     points = arms(spec)
     target = n_trials or spec.n_trials or (len(points) if points else None)
     if target is None and timeout is None and spec.timeout is None:
@@ -128,10 +160,16 @@ def create_or_resume(
         "budget": budget,
         "n_trials": target,
         "description": spec.description,
+        SEEDS: n_seeds,
     }
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+    # The objective under its one name (optuna-dashboard and trials_dataframe show it, not
+    # "Objective 0"); set again on resume, so that a study made before this is named too.
+    objective = [names.objective(spec.objective_at)]
+    if study.metric_names != objective:
+        study.set_metric_names(objective)
     if WORK_KEY not in study.user_attrs:
         study.set_user_attr(WORK_KEY, uuid.uuid4().hex[:12])
     if points:

@@ -5,12 +5,16 @@ It reads every complete trial's per-image predictions (``evaluation/predictions.
 MLflow run, :mod:`fer_sweep.predictions`), so every number comes from the same images:
 
 - per configuration, PrivateTest and PublicTest accuracy with the final weights and with the
-  best-PublicTest epoch's, each with its 95 % interval (:func:`fer_sweep.stats.accuracy`);
+  best-PublicTest epoch's, each with its 95 % interval (:func:`fer_sweep.stats.accuracy`:
+  over the images for one seed, over seeds and images for a configuration trained with
+  several, whose every seed's run holds its own predictions);
 - between configurations, every pair on PrivateTest (final weights, then the best epoch's),
-  paired on the images, the p-values of each table Holm-adjusted
+  paired on the images (and, with several seeds, a bootstrap over seeds and images with
+  P(A > B) over seeds), the p-values of each table Holm-adjusted
   (:mod:`fer_sweep.comparisons`).
 
-The Markdown and a figure of the per-configuration intervals are logged as artifacts of the
+The Markdown, a figure of the per-configuration intervals and one of the PublicTest learning
+curves (a band over the seeds where there are several) are logged as artifacts of the
 study's parent run (``report/``), and its note gains a line that links them.
 """
 
@@ -28,6 +32,8 @@ from fer_sweep.errors import UserError, first_line
 REPORT_DIR = "report"
 MARKDOWN = "report.md"
 FIGURE = "report-intervals.png"
+CURVES = "report-curves.png"
+HISTORY = "evaluation/history.json"  # each run's per-epoch metrics (Keras's names)
 SCORES = (
     ("PrivateTest", "final"),
     ("PrivateTest", "best"),
@@ -45,8 +51,16 @@ class Configuration:
     label: str
     run_id: str
     scores: dict[str, stats.Estimate]  # "SPLIT/WEIGHTS" -> accuracy with its interval
-    predictions: predictions.Predictions
+    predictions: predictions.Predictions  # seed 0's
     params: dict = field(default_factory=dict)  # what its sampler chose (arms by their label)
+    seeds: list[predictions.Predictions] = field(default_factory=list)  # every seed's
+    curves: list[dict] = field(default_factory=list)  # every seed's history.json
+
+    def correct(self, split: str, weights: str):
+        """Per-image correctness, ``(seeds, images)``: one row per seed."""
+        import numpy as np
+
+        return np.stack([p.correct(split, weights) for p in self.seeds or [self.predictions]])
 
 
 @dataclass
@@ -90,9 +104,11 @@ class StudyReport:
         lines = [
             f"# Study {self.study}: which differences the test images support",
             "",
-            f"Budget `{self.budget}`; {len(self.configurations)} complete trial(s), one seed "
-            "each; accuracies in percent with their 95 % interval (Wilson over the images), "
-            "from each trial's per-image predictions.",
+            f"Budget `{self.budget}`; {len(self.configurations)} complete trial(s), "
+            f"{seeds_words(self.configurations)}; accuracies in percent with their 95 % "
+            "interval (Wilson over the images for one seed; a bootstrap over seeds and "
+            "images for several: the mean over the seeds), from each run's per-image "
+            "predictions.",
             "",
             "| trial | configuration | "
             + " | ".join(f"{s}, {WEIGHTS[w]}" for s, w in SCORES)
@@ -115,8 +131,17 @@ class StudyReport:
                     comparisons.row(c, by_label[c.a].scores[key], by_label[c.b].scores[key])
                 )
         lines += ["", *verdict_lines(self.verdicts)]
-        lines += ["", f"![intervals]({FIGURE})", ""]
+        lines += ["", f"![intervals]({FIGURE})", "", f"![curves]({CURVES})", ""]
         return "\n".join(lines)
+
+
+def seeds_words(configurations) -> str:
+    """``one seed each`` / ``2 seeds each`` / ``1 to 3 seeds each``."""
+    counts = sorted({len(c.seeds) or 1 for c in configurations})
+    if counts == [1]:
+        return "one seed each"
+    many = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{many} seeds each"
 
 
 def verdict_lines(verdicts: list[claims.Verdict]) -> list[str]:
@@ -170,29 +195,29 @@ def finished_trials(storage, study: str) -> Finished:
 
 
 def build(client, finished: Finished, study: str) -> StudyReport:
-    """The report of ``study`` from its complete trials' logged predictions."""
+    """The report of ``study`` from its complete trials' logged predictions (every seed's)."""
     rows = finished.rows
-    configs = []
+    configs: list[Configuration] = []
     with tempfile.TemporaryDirectory(prefix="fer-sweep-report-") as tmp:
         for r in sorted(rows, key=lambda r: r.trial):
-            found = _trial_predictions(client, r, Path(tmp))
+            runs = r.seed_runs or [r.run_id]
+            found = [_trial_predictions(client, r, Path(tmp), run, k if r.seed_runs else None)
+                     for k, run in enumerate(runs)]  # fmt: skip
+            first = configs[0].predictions if configs else found[0]
+            for p in found:  # every seed against the first trial's: the same images, else
+                for split, weights in SCORES:  # no pairing is valid
+                    predictions.paired(first, p, split, weights, weights)
             label = f"t{r.trial:02d} {r.params}" if r.params else f"t{r.trial:02d}"
-            scores = {}
-            for split, weights in SCORES:
-                # Every trial against the first: the same images, else no pairing is valid.
-                correct = predictions.paired(
-                    configs[0].predictions if configs else found, found, split, weights, weights
-                )[1]
-                scores[f"{split}/{weights}"] = stats.accuracy(correct)
-            configs.append(
-                Configuration(
-                    r.trial, label, r.run_id, scores, found, finished.params.get(r.trial, {})
-                )
-            )
+            config = Configuration(r.trial, label, r.run_id, {}, found[0],
+                                   finished.params.get(r.trial, {}), found,
+                                   [_history(client, run, Path(tmp)) for run in runs])  # fmt: skip
+            config.scores = {f"{split}/{weights}": stats.accuracy(config.correct(split, weights))
+                             for split, weights in SCORES}  # fmt: skip
+            configs.append(config)
     done = {}
     for key in ("PrivateTest/final", "PrivateTest/best"):
         split, weights = key.split("/")
-        arms = [Arm(c.label, c.predictions.correct(split, weights)) for c in configs]
+        arms = [Arm(c.label, c.correct(split, weights)) for c in configs]
         pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1 :]]
         done[key] = comparisons.compare_pairs(pairs)
     epochs, subset = min(r.epochs for r in rows), max(r.subset for r in rows)
@@ -203,19 +228,32 @@ def build(client, finished: Finished, study: str) -> StudyReport:
     return StudyReport(study, rows[0].budget, configs, done, verdicts)
 
 
-def _trial_predictions(client, row, tmp: Path) -> predictions.Predictions:
-    if not row.run_id:
+def _history(client, run_id: str, tmp: Path) -> dict:
+    """A run's per-epoch metrics; empty when it has none (the curves then leave it out)."""
+    try:
+        local = client.download_artifacts(run_id, HISTORY, str(tmp / f"history-{run_id}"))
+        return json.loads(Path(local).read_text())
+    except Exception:  # noqa: BLE001 - a figure's curve, never a reason to fail the report
+        return {}
+
+
+def _trial_predictions(
+    client, row, tmp: Path, run_id: str, seed: int | None = None
+) -> predictions.Predictions:
+    """The predictions logged by ``run_id``: the trial's run, or its ``seed``'s."""
+    whose = f"trial {row.trial}" + ("" if seed is None else f" seed {seed}")
+    if not run_id:
         raise UserError(f"trial {row.trial} of study {row.study} has no MLflow run")
     try:
-        local = client.download_artifacts(row.run_id, predictions.ARTIFACT, str(tmp / row.run_id))
+        local = client.download_artifacts(run_id, predictions.ARTIFACT, str(tmp / run_id))
     except Exception as err:  # noqa: BLE001 - MLflow raises its own types
         raise UserError(
-            f"trial {row.trial} of study {row.study}: no {predictions.ARTIFACT} in "
-            f"MLflow run {row.run_id} (a trial finished before trials stored "
+            f"{whose} of study {row.study}: no {predictions.ARTIFACT} in "
+            f"MLflow run {run_id} (a trial finished before trials stored "
             f"their predictions; {first_line(err)})"
         ) from None
     found = predictions.load(local)
-    found.source = f"trial {row.trial}'s {predictions.ARTIFACT}"
+    found.source = f"{whose}'s {predictions.ARTIFACT}"
     return found
 
 
@@ -253,6 +291,38 @@ def plot(report: StudyReport, path: Path) -> Path:
     return path
 
 
+def plot_curves(report: StudyReport, path: Path) -> Path:
+    """Each configuration's PublicTest accuracy per epoch: the mean over its seeds, with a
+    band from the lowest to the highest seed where it has several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, c in enumerate(report.configurations):
+        runs = [h["val_accuracy"] for h in c.curves if h.get("val_accuracy")]
+        if not runs:
+            continue
+        n = min(len(r) for r in runs)  # a pruned seed cannot happen (seed 0 only is pruned)
+        acc = 100 * np.array([r[:n] for r in runs])
+        epochs = np.arange(1, n + 1)
+        ax.plot(epochs, acc.mean(axis=0), color=f"C{i % 10}", label=c.label)
+        if len(runs) > 1:
+            ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=f"C{i % 10}",
+                            alpha=0.2)  # fmt: skip
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("PublicTest accuracy, %")
+    ax.set_title(f"study {report.study}: mean over seeds, band from lowest to highest")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def log(client, study, report: StudyReport) -> str:
     """Log the Markdown and the figure under ``report/`` of the study's parent run and link
     them from its note; returns the run's id."""
@@ -265,11 +335,12 @@ def log(client, study, report: StudyReport) -> str:
     with tempfile.TemporaryDirectory(prefix="fer-sweep-report-") as tmp:
         (Path(tmp) / MARKDOWN).write_text(report.to_markdown())
         plot(report, Path(tmp) / FIGURE)
+        plot_curves(report, Path(tmp) / CURVES)
         client.log_artifacts(run_id, tmp, REPORT_DIR)
     note = client.get_run(run_id).data.tags.get(NOTE, "")
     link = (
         f"- Paired comparisons of the {len(report.configurations)} trials: artifacts "
-        f"`{REPORT_DIR}/{MARKDOWN}` and `{REPORT_DIR}/{FIGURE}` "
+        f"`{REPORT_DIR}/{MARKDOWN}`, `{REPORT_DIR}/{FIGURE}` and `{REPORT_DIR}/{CURVES}` "
         f"(`python -m fer_sweep report {report.study}`)"
     )
     kept = [line for line in note.splitlines() if not line.startswith("- Paired comparisons")]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -32,28 +34,52 @@ def run_sweep(
     timeout: float | None = None,
     data: str | None = None,
     live: bool = True,
+    total_images: int | None = None,
+    measure: Callable | None = None,
+    seeds: int | None = None,
 ) -> dict[str, int]:
     """Run the study of ``spec`` to its ``n_trials``; returns the count of trials per state.
 
-    ``timeout`` (else the file's) bounds this invocation: no trial starts after it. Raises
+    It prints first the budget, the trials left and a forecast of their wall time
+    (:mod:`fer_sweep.forecast`, over ``total_images`` training images, default the data's;
+    ``measure`` measures a pace that is not cached, None: the forecast stays unknown), and
+    last that forecast beside the time the run took.
+
+    ``timeout`` (else the file's) bounds this invocation: no trial starts after it; ``seeds``
+    (else the budget's, else the file's) is each configuration's number of seeds. Raises
     :class:`~fer_sweep.errors.StoppedOnRequest` after a Ctrl-C (exit 130) and
     :class:`~fer_sweep.errors.Fault` when attempts ran and none completed (exit 1), both
     after the summary line.
     """
     from fer_sweep.attempt import open_worker, settle_study_run
     from fer_sweep.describe import describe_study
+    from fer_sweep.forecast import summary_line, sweep_forecast, sweep_work
+    from fer_sweep.plan import make_plan
     from fer_sweep.processes import graceful_interrupt, spawn_workers, wait_for_workers
-    from fer_sweep.progress import StudyView
+    from fer_sweep.progress import StudyView, epoch_end_message
     from fer_sweep.runs import study_run
     from fer_sweep.study import space_points
     from fer_sweep.tracking import connect
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout)
+    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout,
+                             seeds=seeds)  # fmt: skip
     plan = plan_of(study)
     # Undecided attempts and configurations that failed in an earlier run are queued here,
     # once, before any worker starts.
     settle_all(study, settings.max_retries)
+    if total_images is None:
+        from fer_sweep.data import load_dataset
+
+        total_images = int((load_dataset(data, cache_dir=settings.cache_dir).split == 0).sum())
+    # The study's own total (a --n-trials of an earlier run included), not the file's.
+    whole = replace(make_plan(plan.spec, plan.budget_name), n_trials=plan.n_trials)
+    predicted, line = sweep_forecast(whole, study.get_trials(deepcopy=False), settings.cache_dir,
+                                     total_images=total_images, jobs=jobs,
+                                     chosen=budget is not None, measure=measure,
+                                     seeds=plan.seeds)  # fmt: skip
+    print(line, flush=True)
+    started_at = time.monotonic()
     parent = study_run(client, study, settings.artifact_root)
     describe_study(client, plan.spec, plan.budget_name, parent)
     limit = timeout if timeout is not None else plan.timeout
@@ -62,19 +88,31 @@ def run_sweep(
     print(f"study {study.study_name}: {where}", file=sys.stderr)
     ended_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     interrupted = False
-    view = StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs) if live else None
+
+    def epochs_left(trials) -> int:
+        return sum(w.epochs for w in sweep_work(whole, trials, total_images=total_images,
+                                                seeds=plan.seeds))  # fmt: skip
+
+    view = (StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs,
+                      epochs_left=epochs_left, forecast_seconds=predicted.seconds)
+            if live else None)  # fmt: skip
+    # Where the live view draws on a terminal it shows the epochs; elsewhere (a log file,
+    # nohup) each epoch of each trial is a line as soon as it ends.
+    lines = not (view is not None and view.live.console.is_terminal)
     try:
         with view or nullcontext():
             if jobs == 1:
                 stop = threading.Event()
                 worker = open_worker(study.study_name, settings, data=data, stop_event=stop,
-                                     timeout=limit)  # fmt: skip
-                with graceful_interrupt(stop):
+                                     timeout=limit, epoch_lines=lines)  # fmt: skip
+                with graceful_interrupt(stop, lambda: epoch_end_message(study.get_trials())):
                     worker.run()
                 interrupted = stop.is_set()
             else:
                 procs = spawn_workers(study.study_name, jobs, settings, data=data, timeout=limit)
-                interrupted = wait_for_workers(procs, settings.logs_dir)
+                interrupted = wait_for_workers(
+                    procs, settings.logs_dir, lambda: epoch_end_message(study.get_trials())
+                )
     finally:
         # The workers settled it as they left; here the study's run gets the final word.
         points = space_points(plan.spec)
@@ -88,6 +126,8 @@ def run_sweep(
         f"pruned, {counts['fail']} failed attempt(s), {counts['skipped']} skipped, "
         f"{counts['waiting']} queued"
     )
+    took = summary_line(predicted.seconds, time.monotonic() - started_at)
+    print(f"study {study.study_name}: {took}")
     if interrupted:
         raise StoppedOnRequest(f"study {study.study_name} stopped on request; the same "
                                "command resumes it")  # fmt: skip

@@ -16,10 +16,11 @@ Top-level keys (only ``space`` is required)::
     objective: {metric: val_accuracy, at: best}   # PublicTest accuracy, maximised; best|last
     n_trials: 50                # a grid defaults to its size; otherwise None = until timeout
     timeout: 2h                 # seconds, or a string such as 90s, 30m, 2h, 1h30m, 1d
-    budgets: {slice: {subset: 7000, epochs: 15}}   # added to smoke / quick / thesis
+    budgets: {slice: {subset: 7000, epochs: 15, seeds: 1}}   # added to smoke / quick / thesis
     default_budget: quick
     trials: [{optimizer: adam, lr: 0.001}]          # param values enqueued before sampling
     report: [train/accuracy_best]   # per-trial metrics `best` shows beside the objective
+    seeds: 3                    # seeds per configuration (default 1); a budget may set its own
 
 Parameters, sampled in file order (``key`` makes a parameter set a config key of another
 name, so two parameters with exclusive ``when`` conditions can both set ``lr``)::
@@ -90,6 +91,7 @@ from fer_sweep.samplers import (
 )
 from fer_sweep.space import (
     BUILTIN_BUDGETS,
+    MAX_SEEDS,
     Budget,
     ParamSpec,
     SweepSpec,
@@ -216,10 +218,16 @@ class Fixed(_Param):
 Param = Annotated[Categorical | Float | Int | Fixed, Field(discriminator="type")]
 
 
+_SEEDS = f"an integer from 1 to {MAX_SEEDS}"  # seeds per configuration
+
+
 class BudgetModel(SweepModel):
     noun: ClassVar[str] = "budget"
     subset: int = Field(0, ge=0, description="an integer >= 0 (0 means all images)")
     epochs: int | None = Field(None, ge=1, description="an integer >= 1 (null = the config's own)")
+    seeds: int | None = Field(
+        None, ge=1, le=MAX_SEEDS, description=_SEEDS + " (null = the file's seeds)"
+    )
 
 
 class Objective(SweepModel):
@@ -295,7 +303,9 @@ class SweepFile(SweepModel):
     objective: Objective = Objective()
     n_trials: int | None = Field(None, ge=1, description="an integer >= 1, or leave it out")
     timeout: Timeout = None
-    budgets: dict[str, BudgetModel] = Field({}, description="a mapping of name: {subset, epochs}")
+    budgets: dict[str, BudgetModel] = Field(
+        {}, description="a mapping of name: {subset, epochs, seeds}"
+    )
     default_budget: str = Field("quick", description="a budget name")
     trials: list[dict[str, Any]] = Field(
         [], description="parameter mappings to enqueue, e.g. [{optimizer: adam}]"
@@ -303,6 +313,7 @@ class SweepFile(SweepModel):
     report: list[Annotated[Literal[REPORT_METRICS], Field(description="a per-trial metric")]] = (
         Field([], description="per-trial metric names such as " + metric_names.TRAIN_BEST)
     )
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description=_SEEDS + " (seeds per configuration)")
 
 
 def schema() -> dict[str, Any]:
@@ -426,7 +437,12 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
     sampler = {**options(file.sampler), "seed": file.sampler.seed}
     _check_sampler(src, sampler, params)
     budgets = dict(BUILTIN_BUDGETS)  # a file budget may replace a built-in one
-    budgets.update({n: Budget(subset=b.subset, epochs=b.epochs) for n, b in file.budgets.items()})
+    budgets.update(
+        {
+            n: Budget(subset=b.subset, epochs=b.epochs, seeds=b.seeds)
+            for n, b in file.budgets.items()
+        }
+    )
     trials = _check_trials(src, file.trials, params, base, sampler["type"], budgets)
     _check_combinations(src, base, params, budgets, grid=sampler["type"] == "grid")
     _check_report(src, file.report, base, params)
@@ -448,6 +464,7 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
         default_budget=file.default_budget,
         trials=trials,
         report=tuple(file.report),
+        seeds=file.seeds,
     )
     _check_builds(src, spec)
     return spec

@@ -406,6 +406,14 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
+def training_data(config: TrainConfig, dataset: Dataset) -> Dataset:
+    """The images ``config`` trains and is scored on: its subset (drawn with its
+    :attr:`~fer_sweep.config.TrainConfig.data_seed`), or all of ``dataset``."""
+    if not config.subset:
+        return dataset
+    return stratified_subset(dataset, config.subset, seed=config.data_seed)
+
+
 def train(
     config: TrainConfig,
     dataset: Dataset,
@@ -426,7 +434,7 @@ def train(
     keras.config.set_dtype_policy(config.precision)
     _seed_initializers(config.seed)
 
-    data = stratified_subset(dataset, config.subset, seed=config.seed) if config.subset else dataset
+    data = training_data(config, dataset)
     require_splits(data)  # an empty split would train on nothing or fail inside Keras
     x_train, y_train = data.arrays("Training")
     x_val, y_val = data.arrays("PublicTest")

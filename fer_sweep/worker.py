@@ -8,6 +8,8 @@ them with in-memory Optuna and a fake trainer:
   every point has been tried is done.
 - :func:`admission`: may a fresh trial train? Not when it is a duplicate of a point another
   trial holds, nor when it is past ``n_trials`` (workers that race for the last slot).
+- :func:`resumes_first`: which queued trials go behind the resumes of interrupted trials, so
+  the next run finishes a trial cut short before it starts new ones.
 - :func:`next_step`: after an attempt, from that attempt's own outcome and its lineage's
   earlier ones: done, resume (interrupted on request), retry (a failure, at most
   ``max_retries`` times) or give up (recorded FAIL with its reason).
@@ -125,6 +127,29 @@ def admission(
         if same_point(params_of(lin[0]), params):
             return f"duplicate of trial {root}"
     return None
+
+
+def resumes_first(trials: Sequence[FrozenTrial]) -> list[int]:
+    """The queued trials, in order, that must move behind the queued resumes.
+
+    A resume (the queued next attempt of a configuration interrupted on request) is put at the
+    end of Optuna's queue, which a worker takes in trial-number order: behind every grid
+    point still waiting, it would start last, hours later. So every queued trial that is not
+    a resume and comes before the last resume moves behind it.
+    """
+    lins = lineages(trials)
+
+    def resumes(t: FrozenTrial) -> bool:
+        lin = lins.get(root_of(t), [])
+        i = next((i for i, a in enumerate(lin) if a.number == t.number), 0)
+        return i > 0 and outcome_of_trial(lin[i - 1]) is Outcome.INTERRUPTED
+
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING and not skipped(t)),
+                     key=lambda t: t.number)  # fmt: skip
+    last = max((t.number for t in waiting if resumes(t)), default=None)
+    if last is None:
+        return []
+    return [t.number for t in waiting if t.number < last and not resumes(t)]
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -246,13 +271,45 @@ def settle_all(study: optuna.Study, max_retries: int) -> int:
     queue again what a worker stopped at once (a second Ctrl-C, a kill between an attempt
     and its decision) left undecided, and each configuration that failed for good in an
     earlier invocation, with its retries anew: re-running a sweep completes it. Diverged
-    configurations stay failed (they would diverge again). Returns how many were queued."""
+    configurations stay failed (they would diverge again). Resumes of interrupted trials are
+    then put first in the queue (:func:`put_resumes_first`). Returns how many were queued."""
     queued = 0
     for lin in lineages(study.get_trials(deepcopy=False)).values():
         if lin[-1].state == TrialState.FAIL:
             step = settle(study, lin[-1].number, max_retries, rearm=True)
             queued += step in (Step.RESUME, Step.RETRY, Step.GIVE_UP)
+    put_resumes_first(study)
     return queued
+
+
+def put_resumes_first(study: optuna.Study) -> int:
+    """Move the queued trials :func:`resumes_first` names behind the resumes: each is queued
+    again, as it was, at the end, and the old place is recorded as a skipped attempt (so it
+    counts for nothing). A trial a worker took meanwhile is left alone. Returns how many."""
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    storage = study._storage  # Optuna has no public way to take a queued trial out
+    moved = 0
+    for number in resumes_first(trials):
+        t = by_number[number]
+        # Taking it (WAITING -> RUNNING) is atomic: a worker that popped it first wins.
+        if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs=dict(t.user_attrs),
+                system_attrs=dict(t.system_attrs),
+            )
+        )
+        storage.set_trial_user_attr(t._trial_id, OUTCOME, Outcome.SKIPPED.value)
+        storage.set_trial_user_attr(t._trial_id, REASON, "queued again behind the resume of "
+                                    "an interrupted trial")  # fmt: skip
+        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        moved += 1
+    return moved
 
 
 # --- one attempt --------------------------------------------------------------------------
@@ -270,6 +327,7 @@ class Attempt:
     budget: str
     objective_at: str  # "best" or "last": which epoch's PublicTest accuracy is the value
     previous_run: str | None = None  # the MLflow run to resume from
+    seeds: int = 1  # seeds to train (config.for_seed(k)); the value is their mean
 
     @property
     def retry_of(self) -> int | None:
@@ -432,6 +490,10 @@ class Worker:
             print(f"trial {trial.number} refused: {err}", file=sys.stderr)
             self._record(trial, AttemptReport(Outcome.REFUSED, reason=str(err)))
             raise AttemptFailed(str(err)) from None
+        # What a named arm hides ("dropout: 0.8 FC only"), for optuna-dashboard and
+        # load_study users: before training, so that a failed attempt shows it too.
+        for key, value in resolved_params(sampled, config).items():
+            trial.set_user_attr(key, value)
         attempt = Attempt(
             study=self.study.study_name,
             number=trial.number,
@@ -441,6 +503,7 @@ class Worker:
             budget=plan.budget_name,
             objective_at=spec.objective_at,
             previous_run=me.user_attrs.get(PREVIOUS_RUN),
+            seeds=plan.seeds,
         )
         self.trained += 1
         try:
@@ -491,6 +554,14 @@ class Worker:
         elif step is Step.GIVE_UP:
             print(f"trial {trial.number}: failed {self.max_retries + 1} time(s); recorded as "
                   f"failed: {trial.user_attrs.get(REASON, '')}", file=sys.stderr)  # fmt: skip
+
+
+def resolved_params(sampled: Mapping[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """The config values the trial's parameters stand for (``sampled``: the keys
+    :func:`fer_sweep.space.suggest` returns), as ``config`` holds them once its budget is
+    applied, JSON-ready (tuples as lists) for Optuna's storage."""
+    values = config.model_dump(mode="json")
+    return {key: values[key] for key in sampled}
 
 
 def load_for_worker(

@@ -37,6 +37,9 @@ def _real_data_file() -> Path | None:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own data cache, so none reads or writes ~/.cache/fer-sweep."""
     monkeypatch.setenv("FER_SWEEP_CACHE", str(tmp_path_factory.mktemp("fer-sweep-cache")))
+    # No command a test runs measures a forecast's pace (a short fit of its own); the tests of
+    # fer_sweep.forecast inject their measurement.
+    monkeypatch.setenv("FER_SWEEP_MEASURE_PACE", "off")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ class _Correct:
 
 def _config(n_right: int, n: int = 400, **params):
     label = ", ".join(f"{k}={v}" for k, v in params.items())
-    return SimpleNamespace(params=params, label=label, predictions=_Correct(np.arange(n) < n_right))
+    right = _Correct(np.arange(n) < n_right)
+    return SimpleNamespace(params=params, label=label, predictions=right, correct=right.correct)
 
 
 MOMENTUM = claims.claims_of("momentum")[0]

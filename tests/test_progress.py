@@ -9,7 +9,7 @@ import optuna
 import pytest
 from rich.console import Console
 
-from fer_sweep.progress import EpochProgress, StudyView
+from fer_sweep.progress import EpochProgress, StudyView, TrialProgress
 
 
 def test_the_line_after_the_study_view_starts_a_line_of_its_own_in_a_file():
@@ -142,7 +142,7 @@ def test_no_callback_of_a_trial_turns_keras_async_batch_dispatch_off():
 
     classes = [train._Bookkeeping, train._Plateau, train._ReportEpochs, train._CheckpointAndStop,
                tracking.EpochLogger, tracking.CheckpointUploader, attempt.PruningCallback,
-               EpochProgress]  # fmt: skip
+               EpochProgress, TrialProgress]  # fmt: skip
     for cls in classes:
         hooks = ("on_batch_end", "on_train_batch_end")
         assert getattr(cls, "async_safe", False) or all(

@@ -30,7 +30,18 @@ from fer_sweep.train import STATE_FILE, checkpoint_path
 
 @pytest.mark.slow
 def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset, tmp_path):
-    run_all(fer_dataset, out=tmp_path, seeds=(0,), epochs=1, progress=False)
+    from fer_sweep.forecast import PaceCache
+
+    paces = PaceCache(tmp_path / "cache")
+    run_all(fer_dataset, out=tmp_path, seeds=(0,), epochs=1, progress=False, pace_cache=paces)
+    # Each run's finished epoch went into the pace cache, for later forecasts.
+    recorded = json.loads(paces.path.read_text())
+    # One entry per (architecture, batch) the recipes train: top1 and top2 share C at batch
+    # 64, so the later run's epoch is the one kept.
+    assert sorted(entry["how"].rsplit(" of ", 1)[1] for entry in recorded.values()) == [
+        "thesis-top2 seed 0",
+        "thesis-top3 seed 0",
+    ]
     rows = {(r.recipe, r.seed): r for r in collect(tmp_path, seeds=(0, 1))}
     assert len(rows) == 6
     for recipe in ("thesis-top1", "thesis-top2", "thesis-top3"):

@@ -178,7 +178,11 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert "## Between configurations: PrivateTest, final weights" in built.to_markdown()
     study_report.log(client, study, built)
     logged_files = {f.path for f in client.list_artifacts(parent, "report")}
-    assert logged_files == {"report/report.md", "report/report-intervals.png"}
+    assert logged_files == {
+        "report/report.md",
+        "report/report-intervals.png",
+        "report/report-curves.png",
+    }
     study_report.log(client, study, built)  # again: the note keeps one link
     assert client.get_run(parent).data.tags[NOTE].count("report/report.md") == 1
 
@@ -294,3 +298,47 @@ def test_jax_workers_on_one_machine_share_the_gpu_memory(monkeypatch, tmp_path):
     # TensorFlow's and torch's workers are left alone.
     monkeypatch.setattr(backend, "name", lambda: "tensorflow")
     assert MEM_FRACTION not in worker_environ(settings, 4, {})
+
+
+SEEDED = """
+name: seeded
+base: {arch: C, batch_size: 16, optimizer: adam, lr: 1.0e-3, schedule: constant}
+space:
+  fc_dropout: {type: categorical, choices: [0.0, 0.5]}
+sampler: grid
+seeds: 2
+budgets: {tiny: {subset: 40, epochs: 1}}
+default_budget: tiny
+"""
+
+
+def test_seeds_2_trains_nested_seed_runs_and_the_report_intervals_span_seeds_and_images(
+    tmp_path, fer_csv
+):
+    from fer_sweep import study_report
+    from fer_sweep.study import SEED_RUNS
+
+    spec = _write(tmp_path, SEEDED, "seeded")
+    counts = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
+    assert counts["complete"] == 2
+    study = optuna.load_study(study_name="seeded-tiny", storage=_storage())
+    client = _client()
+    for t in study.get_trials():
+        seeds = [client.get_run(r) for r in t.user_attrs[SEED_RUNS]]
+        assert [r.data.tags["mlflow.parentRunId"] for r in seeds] == [
+            t.user_attrs["mlflow_run_id"]
+        ] * 2
+        assert [r.info.status for r in seeds] == ["FINISHED"] * 2
+        assert [r.data.params["seed"] for r in seeds] == ["0", "1"]
+        assert t.value == pytest.approx(np.mean(t.user_attrs["seed_values"]))
+    built = study_report.build(
+        client, study_report.finished_trials(_storage(), "seeded-tiny"), "seeded-tiny"
+    )
+    for c in built.configurations:
+        assert c.correct("PrivateTest", "final").shape == (2, 40)  # both seeds, same images
+        est = c.scores["PrivateTest/final"]
+        assert est.method == "bootstrap over seeds and images" and est.low <= est.value <= est.high
+    (pair,) = built.comparisons["PrivateTest/final"]
+    assert pair.test == "bootstrap over seeds and images" and pair.seeds == (2, 2)
+    assert 0.0 <= pair.p_a_beats_b <= 1.0
+    assert "2 seeds each" in built.to_markdown()

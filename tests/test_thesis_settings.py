@@ -679,7 +679,21 @@ def test_plan_on_the_command_line_prints_every_arm_and_writes_nothing(tmp_path: 
         "print('# imported:', heavy)\n"
     )
     store = tmp_path / "store"
-    env = {"FER_SWEEP_STORE": str(store), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    # This machine's pace of C at batch 64 is known (a fresh machine would measure it with a
+    # short fit, which is what loads TensorFlow): the plan's forecast comes from the cache.
+    from fer_sweep.forecast import FER2013_TRAINING_IMAGES, Pace, PaceCache, pace_key
+
+    cache = tmp_path / "cache"
+    key = pace_key("tensorflow", "C", 64, FER2013_TRAINING_IMAGES)
+    PaceCache(cache).put(key, Pace(0.01, "2026-12-04T00:00:00+00:00", "set by the test"))
+    env = {
+        "FER_SWEEP_STORE": str(store),
+        "FER_SWEEP_CACHE": str(cache),
+        "FER_SWEEP_MEASURE_PACE": "off",
+        "KERAS_BACKEND": "tensorflow",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+    }
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -690,6 +704,9 @@ def test_plan_on_the_command_line_prints_every_arm_and_writes_nothing(tmp_path: 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.rstrip().endswith("# imported: []")
+    first = out.stdout.splitlines()[0]
+    assert "6 trials left × 80 epochs" in first and "set by the test" in first, first
+    assert "unknown" not in first, first
     assert not store.exists()
     docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
     planned = make_plan(load_sweep("dropout"), "thesis").trials

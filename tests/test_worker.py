@@ -35,6 +35,8 @@ from fer_sweep.worker import (
     admission,
     load_for_worker,
     next_step,
+    put_resumes_first,
+    resumes_first,
     settle,
     settle_all,
     wants_more,
@@ -211,6 +213,46 @@ def test_a_hard_stop_is_queued_again_once_by_settle_all(storage):
     assert settle_all(study, 1) == 0  # a second look (a second worker) queues nothing more
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.system_attrs[RETRY_OF] for t in waiting) == [0, 1]
+
+
+def test_a_trial_interrupted_on_request_is_resumed_first_by_the_next_run(
+    tmp_path, settings, storage
+):
+    spec = spec_of(tmp_path, GRID, "grid")
+    study = create_or_resume(spec, settings, storage=storage)  # 6 grid points queued: 0-5
+    stop = threading.Event()
+
+    def ctrl_c(attempt, n):
+        stop.set()
+        return AttemptReport(Outcome.INTERRUPTED, reason="stopped on request")
+
+    assert worker(study, FakeRunner(ctrl_c), stop_event=stop).run() == 1
+    trials = study.get_trials()
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == [1, 2, 3, 4, 5, 6]
+    assert resumes_first(trials) == [1, 2, 3, 4, 5]  # trial 6 resumes trial 0
+
+    settle_all(study, 1)  # the next run, before its workers start
+    assert resumes_first(study.get_trials()) == []
+    assert put_resumes_first(study) == 0  # a second look moves nothing
+    runner = FakeRunner()
+    worker(study, runner).run()
+    assert (runner.attempts[0].number, runner.attempts[0].root) == (6, 0)  # the resume first
+    # then the points that never started, in their grid order
+    assert [a.params["dropout"] for a in runner.attempts] == list("abcdef")
+    counts = summarize(study)
+    assert counts["complete"] == 6 and counts["configurations"] == 6
+    assert counts["skipped"] == 5  # the old places in the queue, counted for nothing
+
+
+def test_resumes_first_leaves_a_queue_without_resumes_and_retries_of_errors_alone(storage):
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr(OUTCOME, Outcome.ERROR.value)
+    study.tell(trial, state=TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5})
+    settle(study, 0, 1)  # a retry of an error: queued behind, and stays there
+    assert resumes_first(study.get_trials()) == []
 
 
 # --- n_trials is the study's total --------------------------------------------------------
@@ -486,3 +528,53 @@ def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
     assert worker(study, runner, max_retries=0).run() == 3  # space is back: all three run
     (resumed,) = [a for a in runner.attempts if a.root == 0]
     assert resumed.previous_run == "run-0" and resumed.number == 3
+
+
+LAST = """
+name: last
+base: {arch: C, epochs: 2}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.8 FC only": {conv_dropout: 0.0, fc_dropout: 0.8}
+  batch_size: {type: categorical, choices: [32]}
+sampler: grid
+objective: {metric: val_accuracy, at: last}
+default_budget: smoke
+"""
+
+
+def test_the_dashboard_names_the_objective_and_sees_what_a_named_arm_sets(
+    tmp_path, settings, storage
+):
+    from fer_sweep import metric_names as names
+
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2, storage=storage)
+    outcomes = iter([Outcome.ERROR, Outcome.COMPLETE, Outcome.COMPLETE])
+    worker(study, FakeRunner(lambda attempt, n: AttemptReport(next(outcomes)))).run()
+    # What optuna-dashboard and load_study users read: the objective by its one name...
+    loaded = optuna.load_study(study_name="grid-smoke", storage=storage)
+    assert loaded.metric_names == [names.PUBLIC_BEST] == [names.objective("best")]
+    assert f"value_{names.PUBLIC_BEST}" in loaded.trials_dataframe().columns
+    # ...and the config values behind each arm's label, a failed attempt's too.
+    arms = {"a": 0.0, "b": 0.1}
+    for t in loaded.trials:
+        assert (
+            t.user_attrs["conv_dropout"] == t.user_attrs["fc_dropout"] == arms[t.params["dropout"]]
+        )
+    assert {t.state for t in loaded.trials} == {TrialState.FAIL, TrialState.COMPLETE}
+
+    other = create_or_resume(spec_of(tmp_path, LAST, "last"), settings, storage=storage)
+    worker(other, FakeRunner()).run()
+    (t,) = optuna.load_study(study_name="last-smoke", storage=storage).trials
+    assert optuna.load_study(study_name="last-smoke", storage=storage).metric_names == [
+        names.PUBLIC_FINAL
+    ]
+    # The resolved values only: the arm's two keys and the plain choice, not the whole config.
+    assert {k: t.user_attrs[k] for k in ("conv_dropout", "fc_dropout", "batch_size")} == {
+        "conv_dropout": 0.0,
+        "fc_dropout": 0.8,
+        "batch_size": 32,
+    }
+    assert "lr" not in t.user_attrs and "epochs" not in t.user_attrs
