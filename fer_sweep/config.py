@@ -219,6 +219,13 @@ def describe(
     first = err.errors()[0]
     kind, got, loc = first["type"], first.get("input"), first["loc"]
     msg = first["msg"].removeprefix("Value error, ")
+    if kind == "invalid_key" or loc[-1:] == ("[key]",):
+        # A model's key is the last part, a dict's is followed by "[key]"; pydantic writes it
+        # as an int or as text (True as 1, None as "None"), so the key shown is the input.
+        up = loc[:-1] if kind == "invalid_key" else loc[:-2]
+        parent = _locate(model, data, up, keep_last=False).path
+        path = f"{parent}.{_quote(got)}" if parent else _quote(got)
+        return f"{where(path)}: key {got!r} is not text; quote it in the YAML"
     at = _locate(model, data, loc, keep_last=kind == "missing")
     if not at.path:
         return f"invalid {getattr(at.owner, 'noun', 'config')}: {msg}"
@@ -235,8 +242,6 @@ def describe(
         tag = first.get("ctx", {}).get("tag")
         problem = "missing" if tag is None else f"unknown {noun} type {tag!r}"
         return f"{path}.type: {problem}; known: {', '.join(_tags(at.leaf))}"
-    if kind == "invalid_key" or loc[-1] == "[key]":
-        return f"{path}: key {got!r} is not text; quote it in the YAML"
     if kind in ("dict_type", "model_type", "model_attributes_type", "list_type"):
         if _is_model(at.leaf):
             said = "; allowed: " + ", ".join(_keys(at.leaf))

@@ -58,6 +58,15 @@ class typed:  # noqa: N801 -- used as an annotation: Annotated[Sampler, typed("t
         out = handler(schema)
         options = out.get("anyOf", [out])  # Pruner | None is anyOf [the union, null]
         tags = next(o["discriminator"]["mapping"] for o in options if "discriminator" in o)
+        # A mapping without ``type`` is the default type's, as ``expand`` reads it: that
+        # model's ``type`` is optional in the schema (the others still need theirs).
+        default = handler.resolve_ref_schema({"$ref": tags[self.default]})
+        default["properties"]["type"]["default"] = self.default
+        required = [key for key in default.get("required", ()) if key != "type"]
+        if required:
+            default["required"] = required
+        else:
+            default.pop("required", None)
         return {"anyOf": [{"type": "string", "enum": list(tags)}, *options]}
 
 

@@ -73,6 +73,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -315,6 +316,18 @@ class SweepFile(SweepModel):
     )
     seeds: int = Field(1, ge=1, le=MAX_SEEDS, description=_SEEDS + " (seeds per configuration)")
 
+    @field_validator("default_budget", mode="before")
+    @classmethod
+    def _a_budget(cls, name: Any, info: ValidationInfo) -> Any:
+        """One of the built-in budgets or the file's own (``budgets`` is validated first)."""
+        known = [
+            *BUILTIN_BUDGETS,
+            *(b for b in info.data.get("budgets", {}) if b not in BUILTIN_BUDGETS),
+        ]
+        if not (isinstance(name, str) and name in known):
+            raise ValueError("is not a budget; known: " + ", ".join(known))
+        return name
+
 
 def schema() -> dict[str, Any]:
     """The JSON Schema of a sweep file: ``fer-sweep schema`` prints it, and
@@ -446,8 +459,6 @@ def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
     trials = _check_trials(src, file.trials, params, base, sampler["type"], budgets)
     _check_combinations(src, base, params, budgets, grid=sampler["type"] == "grid")
     _check_report(src, file.report, base, params)
-    if file.default_budget not in budgets:
-        src.fail("default_budget", f"{file.default_budget!r} is not a budget", _known(budgets))
     grid_size = grid_size_of(params) if sampler["type"] == "grid" else None
     spec = SweepSpec(
         name=_name(src, file.name),
