@@ -16,7 +16,7 @@ endif
 SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint format ui best bench reproduce demo clean help docs-screenshots $(addprefix sweep-,$(SWEEPS))
+.PHONY: install test lint format ui best bench schema reproduce demo clean help docs-screenshots $(addprefix sweep-,$(SWEEPS))
 
 help:
 	@echo "make install            create .venv and install fer-sweep (editable) with its tools"
@@ -26,6 +26,7 @@ help:
 	@echo "make best               the top 3 finished trials at each budget beside the thesis's top 3"
 	@echo "make report-STUDY       paired tests between a study's trials (e.g. report-dropout-smoke)"
 	@echo "make ui                 MLflow UI on the local store (prints the link; ARGS=--port N)"
+	@echo "make schema             sweeps/sweep.schema.json, the sweep files' JSON Schema for editors"
 	@echo "make bench              the throughput benchmark (vs reference, vs JAX, pooled vs malloc memory)"
 	@echo "make reproduce          the thesis's top 3 at full length, 3 seeds (resumable; hours a run on a CPU)"
 	@echo "make docs-screenshots   screenshots of the MLflow UI (docs/img/) from mlruns/"
@@ -80,6 +81,10 @@ docs-screenshots: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m fer_sweep reproduce $(if $(DATA),--data $(DATA)) $(ARGS)
+
+# The JSON Schema of a sweep file, for editor completion (tests/test_space.py checks it is current).
+schema: $(STAMP)
+	$(PY) -m fer_sweep schema > sweeps/sweep.schema.json
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(if $(DATA),--data $(DATA)) $(ARGS)

@@ -77,6 +77,14 @@ def _pace_measure(settings):
 
 
 @app.command()
+def schema() -> None:
+    """Print the JSON Schema of a sweep file (sweeps/sweep.schema.json, for editors)."""
+    from fer_sweep.sweepfile import schema_text
+
+    print(schema_text(), end="")
+
+
+@app.command()
 def models() -> None:
     """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
     from fer_sweep.config import load_config

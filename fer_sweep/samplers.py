@@ -1,95 +1,187 @@
 """Sampler and pruner options as a sweep file names them, and the Optuna objects they build.
 
-``SAMPLER_OPTIONS`` and ``PRUNER_OPTIONS`` are what :mod:`fer_sweep.sweepfile` accepts under
-``sampler:`` and ``pruner:``; :func:`make_sampler` and :func:`make_pruner` build them.
+:data:`Sampler` and :data:`Pruner` are the schema of a sweep file's ``sampler:`` and
+``pruner:`` (one pydantic model per type, told apart by ``type``; each option typed and
+bounded, and defaulting to what Optuna's constructor defaults to); :func:`make_sampler` and
+:func:`make_pruner` build what a validated :class:`SweepSpec` describes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import optuna
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import core_schema
 
-from fer_sweep.space import SweepSpec, grid_space, is_int, is_number, pos_int
+from fer_sweep.space import SweepSpec, grid_space
 
-__all__ = ["PRUNER_OPTIONS", "SAMPLER_OPTIONS", "make_pruner", "make_sampler"]
-
-
-@dataclass(frozen=True)
-class Option:
-    """A sampler or pruner option: what it must be (in words) and the test."""
-
-    what: str
-    ok: Callable[[Any], bool]
+__all__ = ["Pruner", "Sampler", "SweepModel", "make_pruner", "make_sampler", "options", "typed"]
 
 
-def _int_opt(least: int) -> Option:
-    return Option(f"an integer >= {least}", lambda v: is_int(v) and v >= least)
+class SweepModel(BaseModel):
+    """A part of a sweep file: unknown keys are an error, and YAML's ``true`` is no ``1``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    noun: ClassVar[str]  # how errors name the part's keys: "option for a tpe sampler"
 
 
-_BOOL = Option("true or false", lambda v: isinstance(v, bool))
-_SEED = _int_opt(0)
+def _at_least(least: int, default: Any = ...) -> Any:
+    """An integer option of at least ``least`` (no ``default``: required)."""
+    return Field(default, ge=least, description=f"an integer >= {least}")
 
+
+_SEED = Field(0, ge=0, description="an integer >= 0")
+
+
+class typed:  # noqa: N801 -- used as an annotation: Annotated[Sampler, typed("tpe")]
+    """``T`` or a mapping without ``type`` means ``{type: T}`` / ``{type: default, ...}``;
+    the JSON schema says so too (a string naming a type, or the union's mappings)."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+
+    def expand(self, raw: Any) -> Any:
+        if raw is None:
+            return {"type": self.default}
+        if isinstance(raw, str):
+            return {"type": raw}
+        if isinstance(raw, dict) and "type" not in raw:
+            return {"type": self.default, **raw}
+        return raw
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_before_validator_function(self.expand, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        out = handler(schema)
+        options = out.get("anyOf", [out])  # Pruner | None is anyOf [the union, null]
+        tags = next(o["discriminator"]["mapping"] for o in options if "discriminator" in o)
+        # A mapping without ``type`` is the default type's, as ``expand`` reads it: that
+        # model's ``type`` is optional in the schema (the others still need theirs).
+        default = handler.resolve_ref_schema({"$ref": tags[self.default]})
+        default["properties"]["type"]["default"] = self.default
+        required = [key for key in default.get("required", ()) if key != "type"]
+        if required:
+            default["required"] = required
+        else:
+            default.pop("required", None)
+        return {"anyOf": [{"type": "string", "enum": list(tags)}, *options]}
+
+
+# --------------------------------------------------------------------------- samplers
 # Only options that Optuna 5 does not mark deprecated; the rest would warn on every run.
-SAMPLER_OPTIONS: dict[str, dict[str, Option]] = {
-    "tpe": {
-        "seed": _SEED,
-        "n_startup_trials": _int_opt(0),
-        "n_ei_candidates": _int_opt(1),
-        "multivariate": _BOOL,
-        "group": _BOOL,
-        "constant_liar": _BOOL,
-    },
-    "random": {"seed": _SEED},
-    "grid": {"seed": _SEED},
-    "cmaes": {
-        "seed": _SEED,
-        "n_startup_trials": _int_opt(0),
-        "popsize": _int_opt(2),
-        "use_separable_cma": _BOOL,
-        "with_margin": _BOOL,
-        "lr_adapt": _BOOL,
-        "consider_pruned_trials": _BOOL,
-        "warn_independent_sampling": _BOOL,
-    },
-    "qmc": {
-        "seed": _SEED,
-        "qmc_type": Option("sobol or halton", lambda v: v in ("sobol", "halton")),
-        "scramble": _BOOL,
-        "warn_independent_sampling": _BOOL,
-        "warn_asynchronous_seeding": _BOOL,
-    },
-}
-PRUNER_OPTIONS: dict[str, dict[str, Option]] = {
-    "none": {},
-    "median": {
-        "n_startup_trials": _int_opt(0),
-        "n_warmup_steps": _int_opt(0),
-        "interval_steps": _int_opt(1),
-        "n_min_trials": _int_opt(1),
-    },
-    "hyperband": {
-        "min_resource": _int_opt(1),
-        "max_resource": Option('"auto" or an integer >= 1', lambda v: v == "auto" or pos_int(v)),
-        "reduction_factor": _int_opt(2),
-        "bootstrap_count": _int_opt(0),
-    },
-    # Prune a trial whose PublicTest accuracy is below `lower` after n_warmup_steps epochs.
-    "threshold": {
-        "lower": Option("a number from 0 to 1", lambda v: is_number(v) and 0 <= v <= 1),
-        "n_warmup_steps": _int_opt(0),
-        "interval_steps": _int_opt(1),
-    },
-    "patient": {
-        "patience": _int_opt(0),
-        "min_delta": Option("a number >= 0", lambda v: is_number(v) and v >= 0),
-        # The pruner it consults before its patience check; checked again by _parse_pruner.
-        "wrapped": Option("a pruner such as {type: median}", lambda v: isinstance(v, dict | str)),
-    },
-}
-REQUIRED_PRUNER_OPTIONS = {"patient": ("patience",), "threshold": ("lower",)}
+
+
+class _Sampler(SweepModel):
+    noun: ClassVar[str] = "sampler"
+    seed: int = _SEED
+
+
+class TpeSampler(_Sampler):
+    type: Literal["tpe"]
+    n_startup_trials: int = _at_least(0, 10)
+    n_ei_candidates: int = _at_least(1, 24)
+    multivariate: bool | None = None
+    group: bool = False  # needs multivariate (checked with the file)
+    constant_liar: bool = True
+
+
+class RandomSampler(_Sampler):
+    type: Literal["random"]
+
+
+class GridSampler(_Sampler):
+    type: Literal["grid"]
+
+
+class CmaEsSampler(_Sampler):
+    type: Literal["cmaes"]
+    n_startup_trials: int = _at_least(0, 1)
+    popsize: int | None = _at_least(2, None)
+    use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+    consider_pruned_trials: bool = False
+    warn_independent_sampling: bool = True
+
+
+class QmcSampler(_Sampler):
+    type: Literal["qmc"]
+    qmc_type: Literal["sobol", "halton"] = Field("sobol", description="a QMC sequence")
+    scramble: bool = False
+    warn_independent_sampling: bool = True
+    warn_asynchronous_seeding: bool = True
+
+
+Sampler = Annotated[
+    TpeSampler | RandomSampler | GridSampler | CmaEsSampler | QmcSampler,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- pruners
+
+
+class _Pruner(SweepModel):
+    noun: ClassVar[str] = "pruner"
+
+
+class NonePruner(_Pruner):
+    type: Literal["none"]
+
+
+class MedianPruner(_Pruner):
+    type: Literal["median"]
+    n_startup_trials: int = _at_least(0, 5)
+    n_warmup_steps: int = _at_least(0, 0)
+    interval_steps: int = _at_least(1, 1)
+    n_min_trials: int = _at_least(1, 1)
+
+
+class HyperbandPruner(_Pruner):
+    type: Literal["hyperband"]
+    min_resource: int = _at_least(1, 1)
+    max_resource: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description='"auto" or an integer >= 1'
+    )
+    reduction_factor: int = _at_least(2, 3)
+    bootstrap_count: int = _at_least(0, 0)
+
+
+class ThresholdPruner(_Pruner):
+    """Prunes a trial whose PublicTest accuracy is below ``lower`` after n_warmup_steps."""
+
+    type: Literal["threshold"]
+    lower: float = Field(ge=0, le=1, description="a number from 0 to 1")
+    n_warmup_steps: int = _at_least(0, 0)
+    interval_steps: int = _at_least(1, 1)
+
+
+class PatientPruner(_Pruner):
+    type: Literal["patient"]
+    patience: int = _at_least(0)
+    min_delta: float = Field(0.0, ge=0, description="a number >= 0")
+    # The pruner it consults before its patience check.
+    wrapped: Annotated[Pruner | None, typed("none")] = Field(
+        None, description="a pruner such as {type: median}"
+    )
+
+
+Pruner = Annotated[
+    NonePruner | MedianPruner | HyperbandPruner | ThresholdPruner | PatientPruner,
+    Field(discriminator="type"),
+]
+PatientPruner.model_rebuild()
+
+
+def options(model: BaseModel) -> dict[str, Any]:
+    """The options a validated sampler or pruner was given (``type`` always), nested ones
+    too: what :class:`SweepSpec` keeps, so that Optuna's defaults stay Optuna's."""
+    keys = sorted(model.model_fields_set, key=list(model.model_fields).index)
+    given = {k: getattr(model, k) for k in sorted(keys, key=lambda k: k != "type")}
+    return {k: options(v) if isinstance(v, BaseModel) else v for k, v in given.items()}
 
 
 def make_sampler(spec: SweepSpec, *, seed: int | None = None) -> optuna.samplers.BaseSampler:

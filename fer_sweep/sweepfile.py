@@ -56,6 +56,7 @@ PyYAML (YAML 1.1) makes of it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -63,21 +64,31 @@ import re
 import warnings
 from collections.abc import Hashable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 
 import yaml
-from pydantic import ValidationError
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from fer_sweep import metric_names
-from fer_sweep.config import KNOWN_KEYS, TrainConfig, make_config
+from fer_sweep.config import KNOWN_KEYS, TrainConfig, _quote, describe, make_config
 from fer_sweep.errors import UserError
 from fer_sweep.samplers import (
-    PRUNER_OPTIONS,
-    REQUIRED_PRUNER_OPTIONS,
-    SAMPLER_OPTIONS,
-    Option,
+    Pruner,
+    Sampler,
+    SweepModel,
     make_pruner,
     make_sampler,
+    options,
+    typed,
 )
 from fer_sweep.space import (
     BUILTIN_BUDGETS,
@@ -88,14 +99,20 @@ from fer_sweep.space import (
     among,
     config_values_of,
     grid_size_of,
-    is_int,
     is_number,
     on_step,
-    pos_int,
     same_value,
 )
 
-__all__ = ["list_sweeps", "load_sweep", "parse_sweep", "sweeps_dir"]
+__all__ = [
+    "SweepFile",
+    "list_sweeps",
+    "load_sweep",
+    "parse_sweep",
+    "schema",
+    "schema_text",
+    "sweeps_dir",
+]
 
 
 def sweeps_dir() -> Path:
@@ -128,19 +145,10 @@ def parse_sweep(text: str, path: str | Path) -> SweepSpec:
 
 
 # --------------------------------------------------------------------------- the schema
+# What a sweep file may say, key by key; ``sweeps/sweep.schema.json`` is this as JSON Schema, for
+# editor completion. Whatever depends on more than one key (ranges, conditions, TrainConfig
+# values, budgets) is checked after, on the validated file.
 
-TOP_LEVEL_KEYS = (
-    "name", "description", "base", "space", "sampler", "pruner", "objective",
-    "n_trials", "timeout", "budgets", "default_budget", "trials", "report", "seeds",
-)  # fmt: skip
-PARAM_TYPES = ("categorical", "float", "int", "fixed")
-PARAM_OPTIONS: dict[str, tuple[str, ...]] = {
-    "categorical": ("type", "choices", "key", "when"),
-    "float": ("type", "low", "high", "step", "log", "key", "when"),
-    "int": ("type", "low", "high", "step", "log", "key", "when"),
-    "fixed": ("type", "value", "key", "when"),
-}
-BUDGET_KEYS = ("subset", "epochs", "seeds")
 # What ``report:`` may name: the numbers a finished trial records once (the per-epoch
 # curves are in MLflow). ``best`` shows them beside the objective and never ranks by them.
 REPORT_METRICS = (
@@ -152,12 +160,187 @@ REPORT_METRICS = (
     metric_names.BEST_EPOCH,
     metric_names.EPOCHS_TRAINED,
 )
-OBJECTIVE_KEYS = ("metric", "at")
-OBJECTIVE_AT = ("best", "last")
 
-# Full enumeration of the probe combinations up to this many; a seeded sample beyond it.
-_PROBE_LIMIT = 4096
-_PROBE_SAMPLES = 1000
+Number = Annotated[int | float, Field(description="a number")]  # int stays int, as written
+ConfigValues = Annotated[
+    dict[str, Any], Field(description="a mapping of config keys, e.g. {conv_dropout: 0.3}")
+]
+Scalar = Annotated[
+    str | int | float | bool | None,
+    Field(
+        description="a scalar (for a list value or several keys use named arms: "
+        "label: {key: value})"
+    ),
+]
+Arm = ConfigValues | None  # an empty arm is the base config
+
+
+class _Param(SweepModel):
+    noun: ClassVar[str] = "parameter"
+    key: str | None = Field(None, description="a TrainConfig key (default: the parameter's name)")
+    when: dict[str, Any] | None = Field(
+        None, min_length=1, description="a mapping such as {optimizer: sgd} or {optimizer: [sgd]}"
+    )
+
+
+class Categorical(_Param):
+    type: Literal["categorical"]
+    choices: Annotated[
+        Annotated[list[Scalar], Field(min_length=1), Tag("values")]
+        | Annotated[dict[str, Arm], Field(min_length=1), Tag("arms")],
+        Discriminator(lambda raw: "arms" if isinstance(raw, dict) else "values"),
+        Field(description="a non-empty list of values, or named arms (label: {key: value})"),
+    ]
+
+
+class _Range(_Param):
+    log: bool = False
+
+
+class Float(_Range):
+    type: Literal["float"]
+    low: Number
+    high: Number
+    step: Annotated[int | float, Field(gt=0)] | None = Field(None, description="a positive number")
+
+
+class Int(_Range):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int | None = Field(None, gt=0, description="a positive integer")
+
+
+class Fixed(_Param):
+    type: Literal["fixed"]
+    value: Any
+
+
+Param = Annotated[Categorical | Float | Int | Fixed, Field(discriminator="type")]
+
+
+_SEEDS = f"an integer from 1 to {MAX_SEEDS}"  # seeds per configuration
+
+
+class BudgetModel(SweepModel):
+    noun: ClassVar[str] = "budget"
+    subset: int = Field(0, ge=0, description="an integer >= 0 (0 means all images)")
+    epochs: int | None = Field(None, ge=1, description="an integer >= 1 (null = the config's own)")
+    seeds: int | None = Field(
+        None, ge=1, le=MAX_SEEDS, description=_SEEDS + " (null = the file's seeds)"
+    )
+
+
+class Objective(SweepModel):
+    """PublicTest accuracy (``val_accuracy``), at its best epoch or the last one."""
+
+    noun: ClassVar[str] = "objective"
+    metric: Literal["val_accuracy"] = "val_accuracy"
+    at: Literal["best", "last"] = Field("best", description="an epoch to score")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _public_only(cls, metric: Any) -> Any:
+        if metric != "val_accuracy":
+            raise ValueError(
+                "cannot be optimised; only val_accuracy (PublicTest): PrivateTest is for the "
+                "final report, not selection"
+            )
+        return metric
+
+
+def _seconds(raw: Any) -> Any:
+    """Seconds as a number, or a string of number+unit parts: ``90s``, ``30m``, ``1h30m``."""
+    if raw is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if is_number(raw):
+        seconds = float(raw)
+    elif isinstance(raw, str) and re.fullmatch(_DURATION, raw.strip()):
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", raw.strip())
+        seconds = sum(float(n) * units[u] for n, u in parts)
+    else:
+        raise ValueError("is not a duration; seconds, or e.g. 90s, 30m, 2h, 1h30m")
+    if seconds <= 0:
+        raise ValueError("is not positive; a duration above zero")
+    return seconds
+
+
+_DURATION = r"(\d+(\.\d+)?[smhd])+"
+Timeout = Annotated[
+    float | None,
+    BeforeValidator(_seconds),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": f"^{_DURATION}$"},
+            ],
+            "description": "seconds, or e.g. 90s, 30m, 2h, 1h30m",
+        }
+    ),
+]
+
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+class SweepFile(SweepModel):
+    """A sweep file: one Optuna study over TrainConfig values (see fer_sweep.sweepfile)."""
+
+    noun: ClassVar[str] = "top-level"
+    name: str | None = Field(
+        None,
+        pattern=f"^{_NAME}$",
+        description="a study name: letters, digits, _ . - (default: the file stem)",
+    )
+    description: str = Field("", description="text")
+    base: ConfigValues = {}
+    space: dict[str, Param] = Field(
+        min_length=1, description="a mapping of at least one parameter, sampled in file order"
+    )
+    sampler: Annotated[Sampler, typed("tpe")] = Field("tpe", validate_default=True)
+    pruner: Annotated[Pruner, typed("none")] = Field("none", validate_default=True)
+    objective: Objective = Objective()
+    n_trials: int | None = Field(None, ge=1, description="an integer >= 1, or leave it out")
+    timeout: Timeout = None
+    budgets: dict[str, BudgetModel] = Field(
+        {}, description="a mapping of name: {subset, epochs, seeds}"
+    )
+    default_budget: str = Field("quick", description="a budget name")
+    trials: list[dict[str, Any]] = Field(
+        [], description="parameter mappings to enqueue, e.g. [{optimizer: adam}]"
+    )
+    report: list[Annotated[Literal[REPORT_METRICS], Field(description="a per-trial metric")]] = (
+        Field([], description="per-trial metric names such as " + metric_names.TRAIN_BEST)
+    )
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description=_SEEDS + " (seeds per configuration)")
+
+    @field_validator("default_budget", mode="before")
+    @classmethod
+    def _a_budget(cls, name: Any, info: ValidationInfo) -> Any:
+        """One of the built-in budgets or the file's own (``budgets`` is validated first)."""
+        known = [
+            *BUILTIN_BUDGETS,
+            *(b for b in info.data.get("budgets", {}) if b not in BUILTIN_BUDGETS),
+        ]
+        if not (isinstance(name, str) and name in known):
+            raise ValueError("is not a budget; known: " + ", ".join(known))
+        return name
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a sweep file: ``fer-sweep schema`` prints it, and
+    ``sweeps/sweep.schema.json`` (``make schema``) is it, for editor completion."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **SweepFile.model_json_schema(),
+    }
+
+
+def schema_text() -> str:
+    """:func:`schema` as ``sweeps/sweep.schema.json`` holds it."""
+    return json.dumps(schema(), indent=2) + "\n"
 
 
 # --------------------------------------------------------------------------- reading YAML
@@ -255,68 +438,63 @@ class _Src:
 
 
 def _parse(src: _Src, data: dict[str, Any]) -> SweepSpec:
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            src.fail(str(key), "unknown top-level key", "allowed: " + ", ".join(TOP_LEVEL_KEYS))
-    base = _parse_base(src, data.get("base"))
-    params = _parse_space(src, data.get("space"))
-    sampler = _parse_sampler(src, data.get("sampler"), params)
-    budgets = _parse_budgets(src, data.get("budgets"))
-    trials = _parse_trials(src, data.get("trials"), params, base, sampler["type"], budgets)
+    try:
+        file = SweepFile.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{src.path}: {describe(err, SweepFile, data)}") from None
+    base = _check_base(src, file.base)
+    params = {}
+    for name, body in file.space.items():
+        params[name] = _param(src, name, body, params)
+    _check_overlaps(src, params)
+    sampler = {**options(file.sampler), "seed": file.sampler.seed}
+    _check_sampler(src, sampler, params)
+    budgets = dict(BUILTIN_BUDGETS)  # a file budget may replace a built-in one
+    budgets.update(
+        {
+            n: Budget(subset=b.subset, epochs=b.epochs, seeds=b.seeds)
+            for n, b in file.budgets.items()
+        }
+    )
+    trials = _check_trials(src, file.trials, params, base, sampler["type"], budgets)
     _check_combinations(src, base, params, budgets, grid=sampler["type"] == "grid")
-    report = _parse_report(src, data.get("report"), base, params)
-    default_budget = data.get("default_budget", "quick")
-    if not isinstance(default_budget, str) or default_budget not in budgets:
-        src.fail("default_budget", f"{default_budget!r} is not a budget", _known(budgets))
+    _check_report(src, file.report, base, params)
     grid_size = grid_size_of(params) if sampler["type"] == "grid" else None
     spec = SweepSpec(
-        name=_parse_name(src, data.get("name")),
-        description=_parse_description(src, data.get("description")),
+        name=_name(src, file.name),
+        description=" ".join(file.description.split()),
         path=src.path,
         base=base,
         params=params,
         sampler=sampler,
-        pruner=_parse_pruner(src, data.get("pruner"), "pruner"),
-        objective_at=_parse_objective(src, data.get("objective")),
-        n_trials=_parse_n_trials(src, data.get("n_trials"), grid_size, len(trials)),
-        timeout=_parse_timeout(src, data.get("timeout")),
+        pruner=options(file.pruner),
+        objective_at=file.objective.at,
+        n_trials=_check_n_trials(src, file.n_trials, grid_size, len(trials)),
+        timeout=file.timeout,
         budgets=budgets,
-        default_budget=default_budget,
+        default_budget=file.default_budget,
         trials=trials,
-        report=report,
-        seeds=_parse_seeds(src, "seeds", data.get("seeds", 1)),
+        report=tuple(file.report),
+        seeds=file.seeds,
     )
     _check_builds(src, spec)
     return spec
 
 
-def _parse_name(src: _Src, raw: Any) -> str:
-    """A study name: letters, digits, ``_ . -``; defaults to the file stem."""
-    name = src.path.stem if raw is None else raw
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        src.fail("name", f"{name!r} is not a usable study name", "letters, digits, _ . -")
-    return name
+def _name(src: _Src, name: str | None) -> str:
+    """The study name, by default the file stem (which must then be a usable name too)."""
+    if name is None and not re.fullmatch(_NAME, src.path.stem):
+        src.fail("name", f"{src.path.stem!r} is not a usable study name", "letters, digits, _ . -")
+    return src.path.stem if name is None else name
 
 
-def _parse_description(src: _Src, raw: Any) -> str:
-    if raw is None:
-        return ""
-    if not isinstance(raw, str):
-        src.fail("description", f"expected text, got {type(raw).__name__}")
-    return " ".join(raw.split())
-
-
-def _parse_base(src: _Src, raw: Any) -> dict[str, Any]:
+def _check_base(src: _Src, base: dict[str, Any]) -> dict[str, Any]:
     """Config keys fixed for every trial; they must form a valid config on their own."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        src.fail("base", f"expected a mapping of config keys, got {type(raw).__name__}")
-    for key, value in raw.items():
+    for key, value in base.items():
         _check_config_key(src, f"base.{key}", key)
         _check_field(src, f"base.{key}", key, value)
-    make_config(raw, origin=f"{src.path}: base")
-    return dict(raw)
+    make_config(base, origin=f"{src.path}: base")
+    return dict(base)
 
 
 def _check_config_key(src: _Src, where: str, key: Any) -> None:
@@ -337,151 +515,66 @@ def _check_field(src: _Src, where: str, key: str, value: Any) -> None:
                 src.fail(where, f"{value!r} is not a valid {key}", e["msg"])
 
 
-def _parse_space(src: _Src, raw: Any) -> dict[str, ParamSpec]:
-    if not isinstance(raw, dict) or not raw:
-        src.fail("space", "missing or empty", "a mapping of at least one parameter")
-    params: dict[str, ParamSpec] = {}
-    for name, body in raw.items():
-        params[str(name)] = _parse_param(src, str(name), body, params)
-    _check_overlaps(src, params)
-    return params
-
-
-def _parse_param(src: _Src, name: str, body: Any, earlier: dict[str, ParamSpec]) -> ParamSpec:
+def _param(src: _Src, name: str, body: Any, earlier: dict[str, ParamSpec]) -> ParamSpec:
     where = f"space.{name}"
-    if not isinstance(body, dict):
-        src.fail(where, "expected a mapping with a type", "types: " + ", ".join(PARAM_TYPES))
-    kind = body.get("type")
-    if kind not in PARAM_TYPES:
-        src.fail(f"{where}.type", f"{kind!r} is not a parameter type", _known(PARAM_TYPES))
-    for option in body:
-        if option not in PARAM_OPTIONS[kind]:
-            src.fail(
-                f"{where}.{option}",
-                f"unknown option for a {kind} parameter",
-                "allowed: " + ", ".join(PARAM_OPTIONS[kind]),
-            )
-    when = _parse_when(src, f"{where}.when", body.get("when"), earlier)
-    if kind == "categorical" and isinstance(body.get("choices"), dict):
-        if "key" in body:
+    when = _check_when(src, f"{where}.when", body.when or {}, earlier)
+    if isinstance(body, Categorical) and isinstance(body.choices, dict):
+        if body.key is not None:
             src.fail(f"{where}.key", "named arms set their own keys", "drop key")
-        return _parse_arms(src, name, body["choices"], when)
-    key = body.get("key", name)
-    _check_config_key(src, f"{where}.key" if "key" in body else where, key)
-    if kind == "fixed":
-        if "value" not in body:
-            src.fail(f"{where}.value", "missing", "a fixed parameter needs a value")
-        _check_field(src, f"{where}.value", key, body["value"])
-        return ParamSpec(name, "fixed", key=key, value=body["value"], when=when)
-    if kind == "categorical":
-        choices = _parse_choices(src, where, key, body.get("choices"))
-        return ParamSpec(name, "categorical", key=key, choices=choices, when=when)
-    return _parse_range(src, where, name, kind, key, body, when)
+        return _arms(src, name, body.choices, when)
+    key = name if body.key is None else body.key
+    _check_config_key(src, where if body.key is None else f"{where}.key", key)
+    if isinstance(body, Fixed):
+        _check_field(src, f"{where}.value", key, body.value)
+        return ParamSpec(name, "fixed", key=key, value=body.value, when=when)
+    if isinstance(body, Categorical):
+        for i, choice in enumerate(body.choices):
+            if any(same_value(choice, other) for other in body.choices[:i]):
+                src.fail(f"{where}.choices[{i}]", f"{choice!r} is listed twice")
+            _check_field(src, f"{where}.choices[{i}]", key, choice)
+        return ParamSpec(name, "categorical", key=key, choices=tuple(body.choices), when=when)
+    return _range(src, where, name, key, body, when)
 
 
-def _parse_choices(src: _Src, where: str, key: str, raw: Any) -> tuple[Any, ...]:
-    """Scalar choices: no duplicates, each one valid for the config key."""
-    if not isinstance(raw, list) or not raw:
-        src.fail(
-            f"{where}.choices",
-            "expected a non-empty list (or a mapping of named arms)",
-            "e.g. choices: [sgd, adam]",
-        )
-    for i, choice in enumerate(raw):
-        if not (choice is None or isinstance(choice, str | int | float | bool)):
-            src.fail(
-                f"{where}.choices[{i}]",
-                f"{choice!r} is not a scalar",
-                "for a list value or several keys use named arms (label: {key: value})",
-            )
-        if any(same_value(choice, other) for other in raw[:i]):
-            src.fail(f"{where}.choices[{i}]", f"{choice!r} is listed twice")
-        _check_field(src, f"{where}.choices[{i}]", key, choice)
-    return tuple(raw)
-
-
-def _parse_arms(
-    src: _Src, name: str, raw: dict[Any, Any], when: dict[str, tuple[Any, ...]]
-) -> ParamSpec:
-    """Named arms: string labels, each a mapping of config keys (an empty arm = base)."""
-    where = f"space.{name}.choices"
+def _arms(src: _Src, name: str, raw: dict[str, Any], when: dict[str, tuple[Any, ...]]) -> ParamSpec:
+    """Named arms: each label a mapping of config keys (an empty arm = base)."""
     arms: dict[str, dict[str, Any]] = {}
     for label, values in raw.items():
-        arm_where = f"{where}.{_quote(label)}"
-        if not isinstance(label, str):
-            src.fail(arm_where, f"label {label!r} is not text", "quote it in the YAML")
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            src.fail(arm_where, "expected a mapping of config keys", "e.g. {conv_dropout: 0.3}")
-        for key, value in values.items():
-            _check_config_key(src, f"{arm_where}.{key}", key)
-            _check_field(src, f"{arm_where}.{key}", key, value)
-        arms[label] = dict(values)
-    if not arms:
-        src.fail(where, "no arms", "at least one label: {key: value}")
+        for key, value in (values or {}).items():
+            arm_where = f"space.{name}.choices.{_quote(label)}.{key}"
+            _check_config_key(src, arm_where, key)
+            _check_field(src, arm_where, key, value)
+        arms[label] = dict(values or {})
     return ParamSpec(name, "categorical", choices=tuple(arms), arms=arms, when=when)
 
 
-def _parse_range(
-    src: _Src, where: str, name: str, kind: str, key: str, body: dict[str, Any], when: dict
-) -> ParamSpec:
+def _range(src: _Src, where: str, name: str, key: str, body: Any, when: dict) -> ParamSpec:
     """An int or float range: low < high, log needs low > 0, step must divide the range."""
-    number = is_int if kind == "int" else is_number
-    what = "an integer" if kind == "int" else "a number"
-    bounds = {}
-    for bound in ("low", "high"):
-        if bound not in body:
-            src.fail(f"{where}.{bound}", "missing", f"a {kind} range needs low and high")
-        if not number(body[bound]):
-            src.fail(f"{where}.{bound}", f"{body[bound]!r} is not {what}")
-        bounds[bound] = body[bound]
-    low, high = bounds["low"], bounds["high"]
+    low, high, step, log = body.low, body.high, body.step, body.log
     if low >= high:
         src.fail(
             f"{where}.low", f"low {low} is not below high {high}", "use type: fixed for one value"
         )
-    log = body.get("log", False)
-    if not isinstance(log, bool):
-        src.fail(f"{where}.log", f"{log!r} is not true or false")
     if log and low <= 0:
         src.fail(f"{where}.low", f"a log range must be positive, got low {low}", "set low > 0")
-    step = body.get("step")
-    if step is not None:
-        _check_step(src, where, kind, low, high, step, log)
-    for bound in ("low", "high"):
-        _check_field(src, f"{where}.{bound}", key, bounds[bound])
-    return ParamSpec(name, kind, key=key, low=low, high=high, step=step, log=log, when=when)
-
-
-def _check_step(
-    src: _Src, where: str, kind: str, low: float, high: float, step: Any, log: bool
-) -> None:
-    """A step is positive, divides ``high - low`` exactly, and (in Optuna) excludes log."""
-    number = is_int if kind == "int" else is_number
-    if not number(step) or step <= 0:
-        src.fail(
-            f"{where}.step",
-            f"{step!r} is not a positive {'integer' if kind == 'int' else 'number'}",
-        )
-    if log and not (kind == "int" and step == 1):
+    # Optuna takes a step with log only for an int step of 1.
+    if step is not None and log and not (body.type == "int" and step == 1):
         src.fail(f"{where}.step", "step cannot be combined with log: true", "drop one of them")
-    if not on_step(high - low, step):
+    if step is not None and not on_step(high - low, step):
         src.fail(
             f"{where}.step",
             f"step {step} does not divide the range {low}..{high}",
             "high - low must be a whole number of steps",
         )
+    for bound in ("low", "high"):
+        _check_field(src, f"{where}.{bound}", key, getattr(body, bound))
+    return ParamSpec(name, body.type, key=key, low=low, high=high, step=step, log=log, when=when)
 
 
-def _parse_when(
-    src: _Src, where: str, raw: Any, earlier: dict[str, ParamSpec]
+def _check_when(
+    src: _Src, where: str, raw: dict[str, Any], earlier: dict[str, ParamSpec]
 ) -> dict[str, tuple[Any, ...]]:
     """``{param: value}`` or ``{param: [values]}`` over earlier parameters' possible values."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict) or not raw:
-        src.fail(where, "expected a mapping such as {optimizer: sgd}", "param: value or [values]")
     when: dict[str, tuple[Any, ...]] = {}
     for param, values in raw.items():
         if param not in earlier:
@@ -526,9 +619,7 @@ def _check_overlaps(src: _Src, params: dict[str, ParamSpec]) -> None:
                 )
 
 
-def _parse_sampler(src: _Src, raw: Any, params: dict[str, ParamSpec]) -> dict[str, Any]:
-    sampler = _parse_typed(src, "sampler", raw, SAMPLER_OPTIONS, default="tpe")
-    sampler.setdefault("seed", 0)
+def _check_sampler(src: _Src, sampler: dict[str, Any], params: dict[str, ParamSpec]) -> None:
     kind = sampler["type"]
     if kind == "tpe" and sampler.get("group") and sampler.get("multivariate") is False:
         src.fail("sampler.group", "group needs the multivariate TPE", "set multivariate: true")
@@ -540,7 +631,6 @@ def _parse_sampler(src: _Src, raw: Any, params: dict[str, ParamSpec]) -> dict[st
             "cmaes samples int and float parameters only, and this space has none",
             "use tpe, random, qmc or grid",
         )
-    return sampler
 
 
 def _check_grid(src: _Src, params: dict[str, ParamSpec]) -> None:
@@ -566,127 +656,9 @@ def _check_grid(src: _Src, params: dict[str, ParamSpec]) -> None:
             )
 
 
-def _parse_pruner(src: _Src, raw: Any, where: str) -> dict[str, Any]:
-    pruner = _parse_typed(src, where, raw, PRUNER_OPTIONS, default="none")
-    for option in REQUIRED_PRUNER_OPTIONS.get(pruner["type"], ()):
-        if option not in pruner:
-            src.fail(f"{where}.{option}", "missing", f"a {pruner['type']} pruner needs {option}")
-    if "wrapped" in pruner:
-        pruner["wrapped"] = _parse_pruner(src, pruner["wrapped"], f"{where}.wrapped")
-    return pruner
-
-
-def _parse_typed(
-    src: _Src, where: str, raw: Any, table: dict[str, dict[str, Option]], *, default: str
-) -> dict[str, Any]:
-    """``{type: T, option: value, ...}`` (or just ``T``) checked against ``table[T]``."""
-    what = where.split(".")[0]
-    if raw is None:
-        raw = {"type": default}
-    if isinstance(raw, str):
-        raw = {"type": raw}
-    if not isinstance(raw, dict):
-        src.fail(where, f"expected a mapping with a type, got {type(raw).__name__}", _known(table))
-    kind = raw.get("type", default)
-    if not isinstance(kind, str) or kind not in table:
-        src.fail(f"{where}.type", f"unknown {what} type {kind!r}", _known(table))
-    options = table[kind]
-    for option, value in raw.items():
-        if option == "type":
-            continue
-        if option not in options:
-            src.fail(f"{where}.{option}", f"unknown option for a {kind} {what}", _allowed(options))
-        if not options[option].ok(value):
-            src.fail(f"{where}.{option}", f"{value!r} is not {options[option].what}")
-    return {**raw, "type": kind}
-
-
-def _allowed(options: dict[str, Option]) -> str:
-    return "allowed: " + (", ".join(options) if options else "no options")
-
-
-def _parse_objective(src: _Src, raw: Any) -> str:
-    """PublicTest accuracy (``val_accuracy``), at its best epoch or the last one."""
-    if raw is None:
-        return "best"
-    if not isinstance(raw, dict):
-        src.fail("objective", "expected a mapping", "{metric: val_accuracy, at: best|last}")
-    for key in raw:
-        if key not in OBJECTIVE_KEYS:
-            src.fail(f"objective.{key}", "unknown key", "allowed: metric, at")
-    metric = raw.get("metric", "val_accuracy")
-    if metric != "val_accuracy":
-        src.fail(
-            "objective.metric",
-            f"{metric!r} cannot be optimised",
-            "only val_accuracy (PublicTest): PrivateTest is for the final report, not selection",
-        )
-    at = raw.get("at", "best")
-    if at not in OBJECTIVE_AT:
-        src.fail(
-            "objective.at",
-            f"{at!r} is not best or last",
-            "best: the best epoch; last: the final one",
-        )
-    return at
-
-
-def _parse_timeout(src: _Src, raw: Any) -> float | None:
-    """Seconds as a number, or a string of number+unit parts: ``90s``, ``30m``, ``1h30m``."""
-    if raw is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if is_number(raw):
-        seconds = float(raw)
-    elif isinstance(raw, str) and re.fullmatch(r"(\d+(\.\d+)?[smhd])+", raw.strip()):
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", raw.strip())
-        seconds = sum(float(n) * units[u] for n, u in parts)
-    else:
-        src.fail("timeout", f"{raw!r} is not a duration", "seconds, or e.g. 90s, 30m, 2h, 1h30m")
-    if seconds <= 0:
-        src.fail("timeout", f"{raw!r} is not positive", "a duration above zero")
-    return seconds
-
-
-def _parse_budgets(src: _Src, raw: Any) -> dict[str, Budget]:
-    """The built-in budgets plus the file's own (a file budget may replace a built-in)."""
-    budgets = dict(BUILTIN_BUDGETS)
-    if raw is None:
-        return budgets
-    if not isinstance(raw, dict):
-        src.fail("budgets", "expected a mapping of name: {subset, epochs, seeds}")
-    for name, body in raw.items():
-        where = f"budgets.{name}"
-        if not isinstance(body, dict):
-            src.fail(where, "expected a mapping", "{subset: N, epochs: N or null, seeds: N}")
-        for key in body:
-            if key not in BUDGET_KEYS:
-                allowed = "allowed: " + ", ".join(BUDGET_KEYS)
-                src.fail(f"{where}.{key}", "unknown budget key", allowed)
-        subset, epochs = body.get("subset", 0), body.get("epochs")
-        if not (is_int(subset) and subset >= 0):
-            src.fail(f"{where}.subset", f"{subset!r} is not an integer >= 0", "0 means all images")
-        if not (epochs is None or pos_int(epochs)):
-            src.fail(
-                f"{where}.epochs", f"{epochs!r} is not an integer >= 1", "null = the config's own"
-            )
-        seeds = body.get("seeds")
-        if seeds is not None:
-            seeds = _parse_seeds(src, f"{where}.seeds", seeds)
-        budgets[str(name)] = Budget(subset=subset, epochs=epochs, seeds=seeds)
-    return budgets
-
-
-def _parse_seeds(src: _Src, where: str, raw: Any) -> int:
-    """Seeds per configuration: an integer from 1 to MAX_SEEDS."""
-    if not (pos_int(raw) and raw <= MAX_SEEDS):
-        src.fail(where, f"{raw!r} is not a number of seeds", f"an integer from 1 to {MAX_SEEDS}")
-    return raw
-
-
-def _parse_trials(
+def _check_trials(
     src: _Src,
-    raw: Any,
+    raw: list[dict[str, Any]],
     params: dict[str, ParamSpec],
     base: dict[str, Any],
     sampler: str,
@@ -694,17 +666,11 @@ def _parse_trials(
 ) -> tuple[dict[str, Any], ...]:
     """Trials to enqueue: every active sampled parameter given, each value in its domain,
     and the whole trial a valid config at every budget."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        src.fail("trials", "expected a list of parameter mappings", "e.g. [{optimizer: adam}]")
     if raw and sampler == "grid":
         src.fail("trials", "the grid sampler already runs every point", "use tpe or random")
     trials = []
     for i, trial in enumerate(raw):
         where = f"trials[{i}]"
-        if not isinstance(trial, dict):
-            src.fail(where, "expected a mapping of parameter: value")
         sampled = [n for n, p in params.items() if p.type != "fixed"]
         for name in trial:
             if name not in sampled:
@@ -730,12 +696,10 @@ def _parse_trials(
     return tuple(trials)
 
 
-def _parse_n_trials(src: _Src, raw: Any, grid: int | None, n_enqueued: int) -> int | None:
-    """At least 1 and at least the enqueued trials; a grid defaults to (and caps at) its size."""
+def _check_n_trials(src: _Src, raw: int | None, grid: int | None, n_enqueued: int) -> int | None:
+    """At least the enqueued trials; a grid defaults to (and caps at) its size."""
     if raw is None:
         return grid
-    if not pos_int(raw):
-        src.fail("n_trials", f"{raw!r} is not an integer >= 1", "or leave it out")
     if grid is not None and raw > grid:
         src.fail("n_trials", f"{raw} exceeds the {grid} grid points", f"at most {grid}")
     if raw < n_enqueued:
@@ -784,20 +748,14 @@ def _check_budgets(
             )
 
 
-def _parse_report(
-    src: _Src, raw: Any, base: dict[str, Any], params: dict[str, ParamSpec]
-) -> tuple[str, ...]:
-    """Per-trial metrics that ``best`` shows beside the objective; never used to rank."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
-        src.fail("report", "expected a list of metric names", _known(REPORT_METRICS))
-    for i, name in enumerate(raw):
-        if name not in REPORT_METRICS:
-            src.fail(f"report[{i}]", f"{name!r} is not a per-trial metric", _known(REPORT_METRICS))
-        if name in raw[:i]:
+def _check_report(
+    src: _Src, report: list[str], base: dict[str, Any], params: dict[str, ParamSpec]
+) -> None:
+    """Each metric once; the one at named epochs needs epochs to report at."""
+    for i, name in enumerate(report):
+        if name in report[:i]:
             src.fail(f"report[{i}]", f"{name!r} is listed twice")
-    if metric_names.PRIVATE_AT_EPOCH in raw:
+    if metric_names.PRIVATE_AT_EPOCH in report:
         named = [base.get("report_epochs")] + [
             arm.get("report_epochs") for p in params.values() for arm in (p.arms or {}).values()
         ]
@@ -807,7 +765,6 @@ def _parse_report(
                 f"{metric_names.PRIVATE_AT_EPOCH} needs epochs to report at",
                 "set report_epochs in base or in the arms",
             )
-    return tuple(raw)
 
 
 def _check_builds(src: _Src, spec: SweepSpec) -> None:
@@ -822,6 +779,10 @@ def _check_builds(src: _Src, spec: SweepSpec) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+# Full enumeration of the probe combinations up to this many; a seeded sample beyond it.
+_PROBE_LIMIT = 4096
+_PROBE_SAMPLES = 1000
 
 
 def _probe_assignments(params: dict[str, ParamSpec], *, grid: bool) -> Iterator[dict[str, Any]]:
@@ -863,8 +824,3 @@ def _walk(
 
 def _known(names: Any) -> str:
     return "known: " + ", ".join(str(n) for n in names)
-
-
-def _quote(label: Any) -> str:
-    text = str(label)
-    return text if re.fullmatch(r"[A-Za-z0-9_]+", text) else f'"{text}"'

@@ -423,6 +423,31 @@ WRONG = {
         GOOD_SPACE + "report: [PrivateTest/accuracy_at_epoch]\n",
         "report: PrivateTest/accuracy_at_epoch needs epochs to report at",
     ),
+    "int bound not an integer": (
+        "space:\n  batch_size: {type: int, low: 1.5, high: 64}\n",
+        "space.batch_size.low: 1.5 is not an integer",
+    ),
+    "log not true or false": (
+        "space:\n  lr: {type: float, low: 0.01, high: 0.1, log: 1}\n",
+        "space.lr.log: 1 is not true or false",
+    ),
+    "hyperband max_resource": (
+        GOOD_SPACE + "pruner: {type: hyperband, max_resource: big}\n",
+        "pruner.max_resource: 'big' is not \"auto\" or an integer >= 1",
+    ),
+    "a key that is not text": ("3: x\n" + GOOD_SPACE, "3: key 3 is not text"),
+    "a nested key that is not text": (
+        GOOD_SPACE + "base: {true: 1}\n",
+        "base.True: key True is not text; quote it in the YAML",
+    ),
+    "default budget a number": (
+        GOOD_SPACE + "default_budget: 3\n",
+        "default_budget: 3 is not a budget; known: smoke, quick, thesis",
+    ),
+    "default budget a list": (
+        GOOD_SPACE + "budgets: {mine: {subset: 10}}\ndefault_budget: [mine]\n",
+        "default_budget: ['mine'] is not a budget; known: smoke, quick, thesis, mine",
+    ),
     "not YAML": ("space: {lr: [1, 2\n", "not valid YAML"),
     "not a mapping": ("- just\n- a list\n", "expected a mapping"),
 }
@@ -477,6 +502,21 @@ def test_a_sweep_parses_from_its_text_as_a_study_keeps_it(tmp_path: Path) -> Non
     assert parsed.report == ("train/accuracy_best",)
     with pytest.raises(UserError, match=r"^kept/x\.yaml: space: missing or empty"):
         sweepfile.parse_sweep("name: x\n", "kept/x.yaml")
+
+
+def test_the_committed_json_schema_is_current(tmp_path: Path) -> None:
+    committed = Path(sweepfile.__file__).parent.parent / "sweeps" / "sweep.schema.json"
+    assert committed.read_text(encoding="utf-8") == sweepfile.schema_text(), "run make schema"
+    schema = sweepfile.schema()
+    assert schema["required"] == ["space"] and schema["additionalProperties"] is False
+    assert schema["properties"]["sampler"]["anyOf"][0]["enum"][:2] == ["tpe", "random"]
+    # A mapping without type is the default type's, for the schema as for the loader.
+    defs = schema["$defs"]
+    assert "type" not in defs["TpeSampler"].get("required", [])
+    assert "type" not in defs["NonePruner"].get("required", [])
+    assert defs["RandomSampler"]["required"] == ["type"]
+    untyped = sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "sampler: {seed: 3}\n"))
+    assert untyped.sampler["type"] == "tpe"
 
 
 def test_timeouts_numbers_and_yaml_floats(tmp_path: Path) -> None:
