@@ -23,7 +23,8 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
             ax.plot(epochs, history[f"val_{key}"], label="PublicTest")
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend()
+        if ax.lines:  # a history without this metric (a fake trainer's) draws an empty panel
+            ax.legend()
     if "lr" in history:
         axes[2].semilogy(epochs, history["lr"])
         axes[2].set_title("learning rate")
