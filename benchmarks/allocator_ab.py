@@ -42,8 +42,15 @@ def child(steps: int, data: str) -> None:
     before, start = os.times(), time.time()
     rate = fit(steps, 2)
     after, wall = os.times(), time.time() - start
-    print(json.dumps({"rate": rate, "user": (after.user - before.user) / wall,
-                      "sys": (after.system - before.system) / wall}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "rate": rate,
+                "user": (after.user - before.user) / wall,
+                "sys": (after.system - before.system) / wall,
+            }
+        )
+    )
 
 
 def parent(rounds: int, steps: int, data: str) -> None:
@@ -61,8 +68,10 @@ def parent(rounds: int, steps: int, data: str) -> None:
     for name, runs in seen.items():
         rate = statistics.median(d["rate"] for d in runs)
         kernel = statistics.median(d["sys"] for d in runs)
-        print(f"{name}: median {rate:.1f} images/s, {rate / base:.2f}x malloc, "
-              f"kernel {kernel:.2f} cores")  # fmt: skip
+        print(
+            f"{name}: median {rate:.1f} images/s, {rate / base:.2f}x malloc, "
+            f"kernel {kernel:.2f} cores"
+        )
 
 
 if __name__ == "__main__":

@@ -318,8 +318,15 @@ def run_benchmark(
 
     def fit_reference() -> float:
         clock = BatchClock(bs, skip)
-        reference.fit(xf_train, y_train, batch_size=bs, epochs=1, steps_per_epoch=steps,
-                      verbose=0, callbacks=[clock])  # fmt: skip
+        reference.fit(
+            xf_train,
+            y_train,
+            batch_size=bs,
+            epochs=1,
+            steps_per_epoch=steps,
+            verbose=0,
+            callbacks=[clock],
+        )
         return clock.rate()
 
     def timed(call: Callable[[], Any]) -> float:

@@ -146,11 +146,18 @@ def main(argv: list[str] | None = None) -> None:
             show(runs_link + "&compareRunsMode=CHART", mn.PUBLIC_ACCURACY, "charts.png")
             # MLflow 3 falls back to its GenAI layout on any page whose link lacks the mode.
             mode = "workflowType=machine_learning"
-            show(f"{base}/#/experiments/{exp_id}/runs/{best['info']['run_id']}?{mode}",
-                 best_name, "trial.png")  # fmt: skip
+            show(
+                f"{base}/#/experiments/{exp_id}/runs/{best['info']['run_id']}?{mode}",
+                best_name,
+                "trial.png",
+            )
             ids = json.dumps([r["info"]["run_id"] for r in trials])
-            show(f"{base}/#/compare-runs?runs={ids}&experiments={json.dumps([exp_id])}&{mode}",
-                 best_name, "compare.png", settle_ms=5000)  # fmt: skip
+            show(
+                f"{base}/#/compare-runs?runs={ids}&experiments={json.dumps([exp_id])}&{mode}",
+                best_name,
+                "compare.png",
+                settle_ms=5000,
+            )
             browser.close()
     finally:
         proc.send_signal(signal.SIGTERM)

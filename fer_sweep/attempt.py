@@ -149,12 +149,22 @@ class TrainingRunner(Runner):
         try:  # the study's dataset is its trials' (MLflow keeps one input per run and dataset)
             client.log_inputs(parent, datasets=[describe.dataset_input(dataset)])
         except Exception as err:  # noqa: BLE001 - bookkeeping; the trials go ahead regardless
-            print(f"warning: could not record the study's dataset: {first_line(err)}",
-                  file=sys.stderr)  # fmt: skip
-        source = describe.sweep_command(study.user_attrs.get("spec_name", study.study_name),
-                                        study.user_attrs.get("budget"))  # fmt: skip
-        runner = cls(study.study_name, settings, client, dataset, stop_event, parent, source,
-                     epoch_lines=epoch_lines)  # fmt: skip
+            print(
+                f"warning: could not record the study's dataset: {first_line(err)}", file=sys.stderr
+            )
+        source = describe.sweep_command(
+            study.user_attrs.get("spec_name", study.study_name), study.user_attrs.get("budget")
+        )
+        runner = cls(
+            study.study_name,
+            settings,
+            client,
+            dataset,
+            stop_event,
+            parent,
+            source,
+            epoch_lines=epoch_lines,
+        )
         runner.study = study
         return runner
 
@@ -221,8 +231,9 @@ class TrainingRunner(Runner):
                 artifact_root=self.settings.artifact_root,
             ) as run:
                 trial.set_user_attr(RUN_ID, run.id)
-                result = self._train(attempt.config, run, workdir, trial, attempt.previous_run,
-                                     progress=progress)  # fmt: skip
+                result = self._train(
+                    attempt.config, run, workdir, trial, attempt.previous_run, progress=progress
+                )
                 self._note(run, attempt.config, result)
         except Exception as exc:  # noqa: BLE001 - every way an attempt ends is reported
             return _failed(attempt, exc)
@@ -249,11 +260,15 @@ class TrainingRunner(Runner):
 
     def _note(self, run, config, result: TrainResult) -> None:
         # Trained: from here nothing may cost the result, a note included.
-        note = run.safely("trial note", describe.trial_note, config,
-                          private_final=result.test_final.accuracy,
-                          private_at_best=result.test_best.accuracy,
-                          best_epoch=result.best_epoch,
-                          epochs_trained=result.epochs_trained)  # fmt: skip
+        note = run.safely(
+            "trial note",
+            describe.trial_note,
+            config,
+            private_final=result.test_final.accuracy,
+            private_at_best=result.test_best.accuracy,
+            best_epoch=result.best_epoch,
+            epochs_trained=result.epochs_trained,
+        )
         if note is not None:
             run.set_tags({describe.NOTE: note})
 
@@ -282,8 +297,13 @@ class TrainingRunner(Runner):
                     key = str(k)
                     if key in done and "value" in done[key]:
                         # Finished by an earlier attempt: its run joins this configuration's.
-                        run.safely(f"seed {k}'s run", self.client.set_tag, done[key]["run_id"],
-                                   "mlflow.parentRunId", run.id)  # fmt: skip
+                        run.safely(
+                            f"seed {k}'s run",
+                            self.client.set_tag,
+                            done[key]["run_id"],
+                            "mlflow.parentRunId",
+                            run.id,
+                        )
                         continue
                     config = attempt.config.for_seed(k)
                     with open_run(
@@ -292,14 +312,16 @@ class TrainingRunner(Runner):
                         config=config,
                         run_name=f"t{attempt.number:02d} seed {k}",
                         parent_run_id=run.id,
-                        tags={SEED_TAG: f"{k} (seed {config.seed})",
-                              "optuna.study": attempt.study,
-                              "fer_sweep.seed_of_trial": str(attempt.number),
-                              "fer_sweep.budget": attempt.budget,
-                              **describe.choice_tags(attempt.params),
-                              **describe.source_tags(self.source)},
+                        tags={
+                            SEED_TAG: f"{k} (seed {config.seed})",
+                            "optuna.study": attempt.study,
+                            "fer_sweep.seed_of_trial": str(attempt.number),
+                            "fer_sweep.budget": attempt.budget,
+                            **describe.choice_tags(attempt.params),
+                            **describe.source_tags(self.source),
+                        },
                         artifact_root=self.settings.artifact_root,
-                    ) as child:  # fmt: skip
+                    ) as child:
                         # Where this seed checkpoints, before it trains: a retry on another
                         # machine fetches its checkpoint from this run.
                         before = done.get(key, {}).get("run_id")
@@ -307,16 +329,25 @@ class TrainingRunner(Runner):
                         _write_json(record, done)
                         progress = self.progress(attempt, trial, config, f" seed {k}")
                         began = time.monotonic()
-                        result = self._train(config, child, workdir / f"seed-{k}", trial,
-                                             before, progress=progress,
-                                             prune=k == 0)  # fmt: skip
+                        result = self._train(
+                            config,
+                            child,
+                            workdir / f"seed-{k}",
+                            trial,
+                            before,
+                            progress=progress,
+                            prune=k == 0,
+                        )
                         self._note(child, config, result)
                     self._record_overhead(attempt, config, time.monotonic() - began, progress)
                     if resumed is None:
                         resumed = (k, result.resumed_from_epoch)
                     errors += child.errors
-                    done[key] = {"run_id": child.id, "value": _value(attempt, result),
-                                 "attrs": _result_attrs(result)}  # fmt: skip
+                    done[key] = {
+                        "run_id": child.id,
+                        "value": _value(attempt, result),
+                        "attrs": _result_attrs(result),
+                    }
                     _write_json(record, done)
                     trial.set_user_attr(SEED_VALUES, [done[str(i)]["value"] for i in range(k + 1)])
                 attrs = _seed_attrs([done[str(k)] for k in range(attempt.seeds)])
@@ -333,16 +364,19 @@ class TrainingRunner(Runner):
             attrs[RESUMED_FROM_EPOCH] = resumed[1]
         if errors:
             attrs[MLFLOW_ERRORS] = "; ".join(errors)[:500]
-        return AttemptReport(Outcome.COMPLETE, value=statistics.fmean(attrs[SEED_VALUES]),
-                             attrs=attrs)  # fmt: skip
+        return AttemptReport(
+            Outcome.COMPLETE, value=statistics.fmean(attrs[SEED_VALUES]), attrs=attrs
+        )
 
     def _record_overhead(self, attempt: Attempt, config, seconds: float, progress) -> None:
         # What a run spent outside its epochs (model, MLflow, the final evaluation) goes into
         # the forecasts beside the epochs' pace.
         with suppress(OSError):
             PaceCache(self.settings.cache_dir).record_overhead(
-                self.pace_key(config), seconds - sum(progress.seconds),
-                f"trial {attempt.number} of {attempt.study}")  # fmt: skip
+                self.pace_key(config),
+                seconds - sum(progress.seconds),
+                f"trial {attempt.number} of {attempt.study}",
+            )
 
     def training_images(self, config) -> int:
         return training_images(int((self.dataset.split == 0).sum()), config.subset)
@@ -351,8 +385,9 @@ class TrainingRunner(Runner):
         """This machine's entry in the pace cache for trials of ``config``."""
         from fer_sweep.backend import name as backend_name
 
-        return pace_key(backend_name(), config.arch, config.batch_size,
-                        self.training_images(config))  # fmt: skip
+        return pace_key(
+            backend_name(), config.arch, config.batch_size, self.training_images(config)
+        )
 
     def progress(self, attempt: Attempt, trial: optuna.Trial, config, label: str = ""):
         """One run's progress (a seed's, with ``label``), published on its trial (the live
@@ -370,13 +405,19 @@ class TrainingRunner(Runner):
             with suppress(Exception):
                 trial.set_user_attr(EPOCH_SECONDS, seconds)
             with suppress(OSError):
-                cache.record_epochs(key, seconds, images,
-                                    f"trial {attempt.number} of {attempt.study}")  # fmt: skip
+                cache.record_epochs(
+                    key, seconds, images, f"trial {attempt.number} of {attempt.study}"
+                )
 
-        return TrialProgress(f"trial {attempt.number}{label}", epochs=config.epochs,
-                             steps=math.ceil(images / config.batch_size),
-                             batch_size=config.batch_size, publish=publish,
-                             epoch_done=epoch_done, lines=self.epoch_lines)  # fmt: skip
+        return TrialProgress(
+            f"trial {attempt.number}{label}",
+            epochs=config.epochs,
+            steps=math.ceil(images / config.batch_size),
+            batch_size=config.batch_size,
+            publish=publish,
+            epoch_done=epoch_done,
+            lines=self.epoch_lines,
+        )
 
     def on_lost(self, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ID)
@@ -392,9 +433,12 @@ def _failed(attempt: Attempt, exc: Exception) -> AttemptReport:
     if hasattr(exc, "epoch"):  # TrainingInterrupted: where the checkpoint stands
         attrs[STOPPED_AFTER_EPOCH] = int(exc.epoch)
     if disk_full(exc):  # resumable, and nothing else can run here: the worker stops
-        return AttemptReport(Outcome.INTERRUPTED, attrs=attrs, halt=True,
-                             reason=f"trial {attempt.number}: the disk is full "
-                             f"({first_line(exc, 300)})")  # fmt: skip
+        return AttemptReport(
+            Outcome.INTERRUPTED,
+            attrs=attrs,
+            halt=True,
+            reason=f"trial {attempt.number}: the disk is full ({first_line(exc, 300)})",
+        )
     return AttemptReport(outcome_of(exc), reason=first_line(exc, 500), attrs=attrs)
 
 
@@ -407,8 +451,9 @@ def _value(attempt: Attempt, result: TrainResult) -> float:
 def _result_attrs(result: TrainResult) -> dict[str, Any]:
     """The run's once-per-run numbers under the same names as in MLflow (per-class
     accuracies stay in MLflow only)."""
-    attrs: dict[str, Any] = {k: v for k, v in final_metrics(result).items()
-                             if not names.is_per_class(k)}  # fmt: skip
+    attrs: dict[str, Any] = {
+        k: v for k, v in final_metrics(result).items() if not names.is_per_class(k)
+    }
     if result.private_at_epochs:  # report_epochs: {epoch: accuracy}, keys as JSON wants
         attrs[names.PRIVATE_AT_EPOCH] = {str(e): a for e, a in result.private_at_epochs.items()}
     return attrs
@@ -425,9 +470,10 @@ def _seed_attrs(seeds: list[dict]) -> dict[str, Any]:
         if k in per[0]:
             out[k] = per[0][k]
     if names.PRIVATE_AT_EPOCH in per[0]:
-        out[names.PRIVATE_AT_EPOCH] = {e: statistics.fmean(a[names.PRIVATE_AT_EPOCH][e]
-                                                           for a in per)
-                                       for e in per[0][names.PRIVATE_AT_EPOCH]}  # fmt: skip
+        out[names.PRIVATE_AT_EPOCH] = {
+            e: statistics.fmean(a[names.PRIVATE_AT_EPOCH][e] for a in per)
+            for e in per[0][names.PRIVATE_AT_EPOCH]
+        }
     out[SEED_VALUES] = [s["value"] for s in seeds]
     out[SEED_RUNS] = [s["run_id"] for s in seeds]
     out[SEED_METRICS] = {k: [a[k] for a in per] for k in numbers}
@@ -450,15 +496,18 @@ def _seeds_note(attempt: Attempt, attrs: dict[str, Any]) -> str:
     from fer_sweep.ranking import mean_sd
 
     per = attrs[SEED_METRICS]
-    return "\n".join([
-        f"PrivateTest {mean_sd(per[names.PRIVATE_FINAL])} % over {attempt.seeds} seeds",
-        "",
-        f"- PrivateTest with the final weights: {mean_sd(per[names.PRIVATE_FINAL])} % "
-        f"(mean +- sd over {attempt.seeds} seeds, each a nested run).",
-        f"- With the best-PublicTest epoch's weights: {mean_sd(per[names.PRIVATE_AT_BEST])} %.",
-        f"- The objective (PublicTest, {attempt.objective_at} epoch): mean of "
-        + ", ".join(f"{100 * v:.2f}" for v in attrs[SEED_VALUES]) + " %.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"PrivateTest {mean_sd(per[names.PRIVATE_FINAL])} % over {attempt.seeds} seeds",
+            "",
+            f"- PrivateTest with the final weights: {mean_sd(per[names.PRIVATE_FINAL])} % "
+            f"(mean +- sd over {attempt.seeds} seeds, each a nested run).",
+            f"- With the best-PublicTest epoch's weights: {mean_sd(per[names.PRIVATE_AT_BEST])} %.",
+            f"- The objective (PublicTest, {attempt.objective_at} epoch): mean of "
+            + ", ".join(f"{100 * v:.2f}" for v in attrs[SEED_VALUES])
+            + " %.",
+        ]
+    )
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -478,10 +527,15 @@ def settle_study_run(client, run_id: str, study: optuna.Study, *, done: bool) ->
     if complete:
         best = max(complete, key=lambda t: t.value)
         tags["best_trial"] = str(best.number)
-        tags[describe.NOTE] = describe.study_summary(study.study_name, best, len(complete),
-                                                     best_config(study, best))  # fmt: skip
-        for key in (names.PUBLIC_BEST, names.PUBLIC_FINAL, names.PRIVATE_FINAL,
-                    names.PRIVATE_AT_BEST):  # fmt: skip
+        tags[describe.NOTE] = describe.study_summary(
+            study.study_name, best, len(complete), best_config(study, best)
+        )
+        for key in (
+            names.PUBLIC_BEST,
+            names.PUBLIC_FINAL,
+            names.PRIVATE_FINAL,
+            names.PRIVATE_AT_BEST,
+        ):
             if key in best.user_attrs:
                 metrics[key] = best.user_attrs[key]
     for state, n in summarize(study).items():

@@ -98,16 +98,21 @@ def warp(images, affine, fill_mode: str = "nearest"):
     """
     _, h, w, c = images.shape
     n = ops.shape(images)[0]
-    ys, xs = np.meshgrid(np.arange(h, dtype="float32"), np.arange(w, dtype="float32"),
-                         indexing="ij")  # fmt: skip
+    ys, xs = np.meshgrid(
+        np.arange(h, dtype="float32"), np.arange(w, dtype="float32"), indexing="ij"
+    )
     xs, ys = ops.convert_to_tensor(xs.reshape(1, -1)), ops.convert_to_tensor(ys.reshape(1, -1))
     a = [affine[:, i : i + 1] for i in range(AFFINE_SIZE)]
     x = _map_coordinate(a[0] * xs + a[1] * ys + a[2], w, fill_mode)  # (n, h*w)
     y = _map_coordinate(a[3] * xs + a[4] * ys + a[5], h, fill_mode)
     x0, y0 = ops.floor(x), ops.floor(y)
     fx, fy = x - x0, y - y0
-    corners = ((x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)),
-               (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy))  # fmt: skip
+    corners = (
+        (x0, y0, (1 - fx) * (1 - fy)),
+        (x0 + 1, y0, fx * (1 - fy)),
+        (x0, y0 + 1, (1 - fx) * fy),
+        (x0 + 1, y0 + 1, fx * fy),
+    )
     index, weight = [], []
     for cx, cy, wgt in corners:
         inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)

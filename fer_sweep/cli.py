@@ -69,8 +69,11 @@ def _pace_measure(settings):
     def measure(config):
         from fer_sweep.forecast import measure_pace
 
-        print(f"measuring this machine's pace for {config.arch} (a short fit)...",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"measuring this machine's pace for {config.arch} (a short fit)...",
+            file=sys.stderr,
+            flush=True,
+        )
         return measure_pace(config)
 
     return measure
@@ -151,8 +154,9 @@ def train(
     from fer_sweep.config import load_config
 
     if not resume:  # a bad config is refused before TensorFlow and MLflow load
-        cfg = load_config(path=config, preset=preset, overrides=set_ or (), epochs=epochs,
-                          subset=subset)  # fmt: skip
+        cfg = load_config(
+            path=config, preset=preset, overrides=set_ or (), epochs=epochs, subset=subset
+        )
 
     from fer_sweep.data import load_dataset, require_splits
     from fer_sweep.describe import source_tags
@@ -173,20 +177,36 @@ def train(
         refuse_resume(earlier)
         cfg = config_from_run(client, resume)
         dataset = require_splits(load_dataset(data, cache_dir=settings.cache_dir))
-    command = " ".join(["fer_sweep train", *(["--preset", preset] if preset else []),
-                        *(["--config", str(config)] if config else [])])  # fmt: skip
+    command = " ".join(
+        [
+            "fer_sweep train",
+            *(["--preset", preset] if preset else []),
+            *(["--config", str(config)] if config else []),
+        ]
+    )
     stop = threading.Event()
     try:
         with (
             graceful_interrupt(stop),
-            open_run(client, experiment=experiment, config=None if resume else cfg,
-                     run_name=preset or (config and config.stem), reopen=resume,
-                     artifact_root=settings.artifact_root,
-                     tags=None if resume else source_tags(command)) as run,
-        ):  # fmt: skip
+            open_run(
+                client,
+                experiment=experiment,
+                config=None if resume else cfg,
+                run_name=preset or (config and config.stem),
+                reopen=resume,
+                artifact_root=settings.artifact_root,
+                tags=None if resume else source_tags(command),
+            ) as run,
+        ):
             print(f"MLflow run {run.id} ({redact(client.tracking_uri)})", file=sys.stderr)
-            result = tracked_train(cfg, dataset, run=run, workdir=settings.workdir(
-                f"train/{run.id}"), progress=progress, stop_event=stop)  # fmt: skip
+            result = tracked_train(
+                cfg,
+                dataset,
+                run=run,
+                workdir=settings.workdir(f"train/{run.id}"),
+                progress=progress,
+                stop_event=stop,
+            )
     except TrainingInterrupted as stopped:
         print(f"{stopped}; continue with: fer_sweep train --resume {run.id}", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -206,12 +226,16 @@ def refuse_resume(run) -> None:
     if "optuna.trial" in tags or tags.get("fer_sweep.role") == "study":
         study = tags.get("optuna.study", "?")
         what = f"trial {tags['optuna.trial']}" if "optuna.trial" in tags else "the study run"
-        raise UserError(f"--resume {rid}: it is {what} of study '{study}'; a sweep's runs are "
-                        f"resumed by the sweep (fer_sweep worker --study {study})")  # fmt: skip
+        raise UserError(
+            f"--resume {rid}: it is {what} of study '{study}'; a sweep's runs are "
+            f"resumed by the sweep (fer_sweep worker --study {study})"
+        )
     if run.info.status == "FINISHED":
-        raise UserError(f"--resume {rid}: the run is finished, and a finished run is "
-                        "never written again; train a new run with the same --preset or "
-                        "--config")  # fmt: skip
+        raise UserError(
+            f"--resume {rid}: the run is finished, and a finished run is "
+            "never written again; train a new run with the same --preset or "
+            "--config"
+        )
 
 
 RetriesOpt = Annotated[
@@ -279,10 +303,16 @@ def sweep(
 
         made = make_plan(spec, budget)
         # A dry run writes no study: the forecast is of the whole plan, on FER-2013's size.
-        _, line = sweep_forecast(made, (), settings.cache_dir,
-                                 total_images=FER2013_TRAINING_IMAGES, jobs=jobs,
-                                 chosen=budget is not None, measure=measure,
-                                 seeds=spec.seeds_at(budget, seeds))  # fmt: skip
+        _, line = sweep_forecast(
+            made,
+            (),
+            settings.cache_dir,
+            total_images=FER2013_TRAINING_IMAGES,
+            jobs=jobs,
+            chosen=budget is not None,
+            measure=measure,
+            seeds=spec.seeds_at(budget, seeds),
+        )
         print(f"# {line}")
         print(render_plan(made), end="")
         return
@@ -334,16 +364,23 @@ def worker(
     from fer_sweep.processes import graceful_interrupt
 
     stop = threading.Event()
-    w = open_worker(study, settings, data=None if data is None else str(data), stop_event=stop,
-                    max_trials=max_trials, timeout=timeout)  # fmt: skip
+    w = open_worker(
+        study,
+        settings,
+        data=None if data is None else str(data),
+        stop_event=stop,
+        max_trials=max_trials,
+        timeout=timeout,
+    )
     from fer_sweep.progress import epoch_end_message
 
     with graceful_interrupt(stop, lambda: epoch_end_message(w.study.get_trials())):
         ran = w.run()
     print(f"worker ran {ran} trial(s) of '{study}'")
     if stop.is_set():
-        raise StoppedOnRequest(f"worker stopped on request; 'fer_sweep worker --study {study}' "
-                               "or the sweep resumes it")  # fmt: skip
+        raise StoppedOnRequest(
+            f"worker stopped on request; 'fer_sweep worker --study {study}' or the sweep resumes it"
+        )
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Create studies for workers to join.")
@@ -382,8 +419,9 @@ def study_create(
     study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, seeds=seeds)
     settle_all(study, settings.max_retries)
     plan = plan_of(study)
-    describe_study(client, plan.spec, plan.budget_name,
-                   study_run(client, study, settings.artifact_root))  # fmt: skip
+    describe_study(
+        client, plan.spec, plan.budget_name, study_run(client, study, settings.artifact_root)
+    )
     print(study.study_name)
 
 
@@ -434,8 +472,14 @@ def best(
         client = connect(settings.tracking_uri)
         dataset = load_dataset(data, cache_dir=settings.cache_dir)
         loaded = optuna.load_study(study_name=study, storage=rdb)
-        result = evaluate_top_trials(client, loaded, ranking.groups[0].rows, dataset, tta=tta,
-                                     artifact_root=settings.artifact_root)  # fmt: skip
+        result = evaluate_top_trials(
+            client,
+            loaded,
+            ranking.groups[0].rows,
+            dataset,
+            tta=tta,
+            artifact_root=settings.artifact_root,
+        )
         print(result.describe())
 
 
@@ -559,8 +603,9 @@ def ui(
             webbrowser.open(links[0][1] if len(links) == 1 else url)
 
     with mlflow_ui.app_registered(mlflow_ui.server_env()) as env:
-        code = mlflow_ui.serve(mlflow_ui.mlflow_command(uri, port, workers, root), port=port,
-                               env=env, on_ready=ready)  # fmt: skip
+        code = mlflow_ui.serve(
+            mlflow_ui.mlflow_command(uri, port, workers, root), port=port, env=env, on_ready=ready
+        )
     if code >= 128:  # stopped on request (Ctrl-C, SIGTERM): the whole group is gone
         print("MLflow UI stopped", file=sys.stderr)
         code = 0
@@ -613,17 +658,26 @@ def reproduce(
 
         cache = PaceCache(settings.cache_dir)
         left = work_left(out, dataset, chosen, seed_list, epochs)
-        predicted = forecast(left, cache, backend=backend_name(),
-                             measure=_pace_measure(settings))  # fmt: skip
-        length = (f"{epochs} epochs (chosen: --epochs)" if epochs else
-                  "the thesis's own length (default; --epochs N to shorten)")  # fmt: skip
+        predicted = forecast(left, cache, backend=backend_name(), measure=_pace_measure(settings))
+        length = (
+            f"{epochs} epochs (chosen: --epochs)"
+            if epochs
+            else "the thesis's own length (default; --epochs N to shorten)"
+        )
         head = f"reproduce {', '.join(chosen)} × seeds {seeds} at {length}"
         print(forecast_line(head, predicted, unit="run"), flush=True)
         stop = threading.Event()
         try:
             with graceful_interrupt(stop):
-                run_all(dataset, out=out, recipes=chosen, seeds=seed_list, epochs=epochs,
-                        stop_event=stop, pace_cache=cache)  # fmt: skip
+                run_all(
+                    dataset,
+                    out=out,
+                    recipes=chosen,
+                    seeds=seed_list,
+                    epochs=epochs,
+                    stop_event=stop,
+                    pace_cache=cache,
+                )
         except TrainingInterrupted as stopped:
             write_report(out, dataset, seeds=seed_list)
             print(f"{stopped}; the same command continues it", file=sys.stderr)

@@ -18,8 +18,10 @@ from fer_sweep import stats
 
 ALPHA = 0.05  # a Holm-adjusted p below this is a difference the images (and seeds) support
 
-HEAD = ("| A | B | A % (95 % CI) | B % (95 % CI) | A - B, points (95 % CI) | images | "
-        "A only / B only right | test | p | p, Holm |")  # fmt: skip
+HEAD = (
+    "| A | B | A % (95 % CI) | B % (95 % CI) | A - B, points (95 % CI) | images | "
+    "A only / B only right | test | p | p, Holm |"
+)
 RULE = "|---|---|---|---|---|---|---|---|---|---|"
 
 EXPLAIN = (
@@ -62,9 +64,11 @@ def row(c: stats.Comparison, acc_a: stats.Estimate, acc_b: stats.Estimate) -> st
     else:
         disagree = f"- (P(A > B) over seeds {c.p_a_beats_b:.2f})"
     seeds = "" if c.seeds == (1, 1) else f" ({c.seeds[0]} and {c.seeds[1]} seeds)"
-    return (f"| {c.a} | {c.b}{seeds} | {interval(acc_a)} | {interval(acc_b)} | "
-            f"{interval(c.difference, signed=True)} | {c.images:,} | {disagree} | {c.test} | "
-            f"{pvalue(c.p)} | {pvalue(c.p_holm)} |")  # fmt: skip
+    return (
+        f"| {c.a} | {c.b}{seeds} | {interval(acc_a)} | {interval(acc_b)} | "
+        f"{interval(c.difference, signed=True)} | {c.images:,} | {disagree} | {c.test} | "
+        f"{pvalue(c.p)} | {pvalue(c.p_holm)} |"
+    )
 
 
 def interval(e: stats.Estimate, *, signed: bool = False) -> str:

@@ -187,18 +187,36 @@ def spread(points: list[float], total: int) -> list[int]:
 PRESETS: dict[str, dict[str, Any]] = {
     # Tables 5.6 and 5.7: Type C, ELU, BN after the activation, He normal, Adam, augmentation.
     "thesis-top1": dict(
-        conv_dropout=0.3, fc_dropout=0.3, batch_size=64, epochs=80,
-        optimizer="adam", lr=1e-3, schedule="step", step_boundaries=(0.5, 0.75),
+        conv_dropout=0.3,
+        fc_dropout=0.3,
+        batch_size=64,
+        epochs=80,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="step",
+        step_boundaries=(0.5, 0.75),
     ),
     "thesis-top2": dict(
-        conv_dropout=0.25, fc_dropout=0.5, batch_size=64, epochs=80,
-        optimizer="adam", lr=1e-3, schedule="step", step_boundaries=(0.5, 0.75),
+        conv_dropout=0.25,
+        fc_dropout=0.5,
+        batch_size=64,
+        epochs=80,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="step",
+        step_boundaries=(0.5, 0.75),
     ),
     "thesis-top3": dict(
-        conv_dropout=0.25, fc_dropout=0.5, batch_size=128, epochs=100,
-        optimizer="adam", lr=0.1, schedule="time_decay", decay=1e-3,
+        conv_dropout=0.25,
+        fc_dropout=0.5,
+        batch_size=128,
+        epochs=100,
+        optimizer="adam",
+        lr=0.1,
+        schedule="time_decay",
+        decay=1e-3,
     ),
-}  # fmt: skip
+}
 
 
 def describe(

@@ -104,8 +104,11 @@ class Dataset:
 
     def __post_init__(self) -> None:
         n = len(self.labels)
-        if (self.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE) or self.split.shape != (n,)
-                or (self.rows is not None and self.rows.shape != (n,))):  # fmt: skip
+        if (
+            self.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE)
+            or self.split.shape != (n,)
+            or (self.rows is not None and self.rows.shape != (n,))
+        ):
             raise ValueError(
                 f"inconsistent Dataset arrays: images {self.images.shape}, "
                 f"labels {self.labels.shape}, split {self.split.shape}"
@@ -790,8 +793,11 @@ def _synthetic_image(label: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # What each split is for: a dataset without one of them cannot train, select or report.
-SPLIT_ROLES = {"Training": "to train on", "PublicTest": "to select epochs and trials",
-               "PrivateTest": "to report"}  # fmt: skip
+SPLIT_ROLES = {
+    "Training": "to train on",
+    "PublicTest": "to select epochs and trials",
+    "PrivateTest": "to report",
+}
 
 
 def require_splits(ds: Dataset) -> Dataset:
@@ -800,8 +806,10 @@ def require_splits(ds: Dataset) -> Dataset:
     empty = [name for name, row in ds.counts().items() if sum(row) == 0]
     if empty:
         roles = ", ".join(f"{name} {SPLIT_ROLES[name]}" for name in SPLITS)
-        raise UserError(f"{Path(ds.source).name}: no {' or '.join(empty)} rows; training needs "
-                        f"rows in every split ({roles})")  # fmt: skip
+        raise UserError(
+            f"{Path(ds.source).name}: no {' or '.join(empty)} rows; training needs "
+            f"rows in every split ({roles})"
+        )
     return ds
 
 

@@ -131,8 +131,9 @@ def study_summary(study_name: str, best, complete: int, config=None) -> str:
     attrs = best.user_attrs
     chosen = trial_run_name(best.number, best.params)
     epochs = int(attrs.get(mn.EPOCHS_TRAINED, 0))
-    ref, why_not = (None, "its config is unknown") if config is None else thesis.comparable(
-        config, epochs)  # fmt: skip
+    ref, why_not = (
+        (None, "its config is unknown") if config is None else thesis.comparable(config, epochs)
+    )
     final = attrs.get(mn.PRIVATE_FINAL)
     if ref is not None and final is not None:
         gap = 100.0 * final - ref.private_accuracy
@@ -175,17 +176,24 @@ def trial_note(
     trained = f"{config.subset} images per split" if config.subset else "all images"
     if ref is not None:
         gap = 100.0 * private_final - ref.private_accuracy
-        first = (f"PrivateTest {percent(private_final)} vs thesis {ref.private_accuracy:.2f} % "
-                 f"({gap:+.2f})")  # fmt: skip
-        against = (f"the thesis's (its {_rank_word(ref.rank)} model, same recipe, same length): "
-                   f"{ref.private_accuracy:.2f} %, {gap:+.2f} points.")  # fmt: skip
+        first = (
+            f"PrivateTest {percent(private_final)} vs thesis {ref.private_accuracy:.2f} % "
+            f"({gap:+.2f})"
+        )
+        against = (
+            f"the thesis's (its {_rank_word(ref.rank)} model, same recipe, same length): "
+            f"{ref.private_accuracy:.2f} %, {gap:+.2f} points."
+        )
     else:
         first = f"PrivateTest {percent(private_final)} (not comparable with thesis)"
         same = thesis.reference(config)
         against = f"not comparable with the thesis ({why_not})" + (
             f"; its {_rank_word(same.rank)} model, same recipe, reached "
             f"{same.private_accuracy:.2f} % after {same.epochs} epochs on all 28,709 training "
-            "images." if same else ".")  # fmt: skip
+            "images."
+            if same
+            else "."
+        )
     lines = [
         first,  # at most 50 characters: what the runs table's Description column shows
         "",
@@ -262,22 +270,49 @@ def _key(kind: str, name: str) -> str:
 # the thesis reports), the training curves, and the per-class numbers folded away. Per-epoch
 # metrics are line charts; once-per-run numbers (logged at step 0) bars comparing the trials.
 _CHART_SECTIONS: tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...] = (
-    ("PublicTest", True, (("LINE", mn.PUBLIC_ACCURACY), ("BAR", mn.PUBLIC_BEST),
-                          ("LINE", mn.PUBLIC_LOSS), ("BAR", mn.PUBLIC_FINAL))),
-    ("PrivateTest", True, (("BAR", mn.PRIVATE_FINAL), ("BAR", mn.PRIVATE_AT_BEST),
-                           ("LINE", mn.PRIVATE_AT_EPOCH))),
-    ("train", True, (("LINE", mn.TRAIN_ACCURACY), ("LINE", mn.TRAIN_LOSS),
-                     ("LINE", mn.LEARNING_RATE), ("BAR", mn.TRAIN_BEST),
-                     ("LINE", mn.EPOCH_SECONDS))),
+    (
+        "PublicTest",
+        True,
+        (
+            ("LINE", mn.PUBLIC_ACCURACY),
+            ("BAR", mn.PUBLIC_BEST),
+            ("LINE", mn.PUBLIC_LOSS),
+            ("BAR", mn.PUBLIC_FINAL),
+        ),
+    ),
+    (
+        "PrivateTest",
+        True,
+        (("BAR", mn.PRIVATE_FINAL), ("BAR", mn.PRIVATE_AT_BEST), ("LINE", mn.PRIVATE_AT_EPOCH)),
+    ),
+    (
+        "train",
+        True,
+        (
+            ("LINE", mn.TRAIN_ACCURACY),
+            ("LINE", mn.TRAIN_LOSS),
+            ("LINE", mn.LEARNING_RATE),
+            ("BAR", mn.TRAIN_BEST),
+            ("LINE", mn.EPOCH_SECONDS),
+        ),
+    ),
     *(
-        (f"PrivateTest_per_class/{which}", False,
-         tuple(("BAR", mn.per_class(which, e)) for e in EMOTIONS))
+        (
+            f"PrivateTest_per_class/{which}",
+            False,
+            tuple(("BAR", mn.per_class(which, e)) for e in EMOTIONS),
+        )
         for which in ("final", "at_best_epoch")
     ),
-    ("Model metrics", False, tuple(("BAR", m) for m in (mn.BEST_EPOCH, mn.EPOCHS_TRAINED,
-                                                        mn.FIT_SECONDS, mn.EVAL_SECONDS))),
+    (
+        "Model metrics",
+        False,
+        tuple(
+            ("BAR", m) for m in (mn.BEST_EPOCH, mn.EPOCHS_TRAINED, mn.FIT_SECONDS, mn.EVAL_SECONDS)
+        ),
+    ),
     ("System metrics", False, ()),
-)  # fmt: skip
+)
 
 
 def _charts() -> tuple[list[dict], list[dict]]:
@@ -290,20 +325,40 @@ def _charts() -> tuple[list[dict], list[dict]]:
     charts, sections = [], []
     for i, (name, shown, cards) in enumerate(_CHART_SECTIONS):
         section = f"fer-sweep-section-{i}"
-        sections.append({"uuid": section, "name": name, "display": shown, "isReordered": True,
-                         "deleted": False, "isGenerated": True})  # fmt: skip
+        sections.append(
+            {
+                "uuid": section,
+                "name": name,
+                "display": shown,
+                "isReordered": True,
+                "deleted": False,
+                "isGenerated": True,
+            }
+        )
         for kind, metric in cards:
             twin = kind == "BAR" and metric in mn.PERCENT_TWINS
             keys = [(mn.percent_name(metric), False), (metric, True)] if twin else [(metric, False)]
             for key, deleted in keys:
-                card = {"uuid": f"fer-sweep-chart-{len(charts)}", "type": kind, "metricKey": key,
-                        "metricSectionId": section, "runsCountToCompare": 10, "deleted": deleted,
-                        "isGenerated": True}  # fmt: skip
+                card = {
+                    "uuid": f"fer-sweep-chart-{len(charts)}",
+                    "type": kind,
+                    "metricKey": key,
+                    "metricSectionId": section,
+                    "runsCountToCompare": 10,
+                    "deleted": deleted,
+                    "isGenerated": True,
+                }
                 if kind == "LINE":
-                    card.update(selectedMetricKeys=[key], lineSmoothness=0, scaleType="linear",
-                                xAxisScaleType="linear", xAxisKey="step",
-                                selectedXAxisMetricKey="", useGlobalXaxisKey=True,
-                                useGlobalLineSmoothing=True)  # fmt: skip
+                    card.update(
+                        selectedMetricKeys=[key],
+                        lineSmoothness=0,
+                        scaleType="linear",
+                        xAxisScaleType="linear",
+                        xAxisKey="step",
+                        selectedXAxisMetricKey="",
+                        useGlobalXaxisKey=True,
+                        useGlobalLineSmoothing=True,
+                    )
                 charts.append(card)
     return charts, sections
 
@@ -319,8 +374,10 @@ def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -
     objective = mn.objective(spec.objective_at)
     choices = [_key("tags", CHOICE_TAG_PREFIX + name) for name in spec.params]
     run_name, note = _key("attributes", "Run Name"), _key("attributes", "Description")
-    numbers = [_key("metrics", mn.percent_name(m))
-               for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)]  # fmt: skip
+    numbers = [
+        _key("metrics", mn.percent_name(m))
+        for m in (objective, mn.PRIVATE_FINAL, mn.PRIVATE_AT_BEST)
+    ]
     charts, sections = _charts()
     state = {
         # Search facets: the runs that are shown and their order. Trials only: the study's
@@ -340,15 +397,20 @@ def saved_view(spec: SweepSpec, parent_run_id: str, now_ms: int | None = None) -
             note: 380,
             **dict.fromkeys(choices, 190),
             **dict.fromkeys(numbers, 250),
-        },  # fmt: skip
+        },
         "runsExpanded": {parent_run_id: True},
         "compareRunCharts": charts,
         "compareRunSections": sections,
         "isAccordionReordered": True,
     }
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    envelope = {"name": SAVED_VIEW_NAME, "createdAt": now, "updatedAt": now,
-                "state": json.dumps(state), "writtenBy": WRITTEN_BY}  # fmt: skip
+    envelope = {
+        "name": SAVED_VIEW_NAME,
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps(state),
+        "writtenBy": WRITTEN_BY,
+    }
     return SAVED_VIEW_PREFIX + SAVED_VIEW_ID, json.dumps(envelope)
 
 

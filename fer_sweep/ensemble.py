@@ -79,9 +79,11 @@ class EnsembleResult:
     def describe(self) -> str:
         how = "mean softmax with flip TTA" if self.tta else "mean softmax"
         members = ", ".join(str(t) for t in self.trials)
-        return (f"ensemble of study {self.study}'s trials {members} (final models, {how}): "
-                f"PrivateTest {100 * self.report.accuracy:.2f} % on {self.images} images, "
-                f"MLflow run {self.run_id}")  # fmt: skip
+        return (
+            f"ensemble of study {self.study}'s trials {members} (final models, {how}): "
+            f"PrivateTest {100 * self.report.accuracy:.2f} % on {self.images} images, "
+            f"MLflow run {self.run_id}"
+        )
 
 
 def evaluate_top_trials(
@@ -114,8 +116,10 @@ def evaluate_top_trials(
     configs = [config_from_run(client, r.run_id) for r in rows]
     split = {(c.subset, c.seed) for c in configs}
     if len(split) > 1:
-        raise UserError(f"the trials were evaluated on different PrivateTest subsets "
-                        f"(subset, seed: {sorted(split)}); an ensemble needs one")  # fmt: skip
+        raise UserError(
+            f"the trials were evaluated on different PrivateTest subsets "
+            f"(subset, seed: {sorted(split)}); an ensemble needs one"
+        )
     subset, seed = split.pop()
     data = stratified_subset(dataset, subset, seed=seed) if subset else dataset
     images, labels = data.arrays("PrivateTest")
@@ -123,26 +127,41 @@ def evaluate_top_trials(
         paths = []
         for r in rows:
             try:
-                paths.append(client.download_artifacts(r.run_id, FINAL_MODEL_ARTIFACT,
-                                                       f"{tmp}/{r.run_id}"))  # fmt: skip
+                paths.append(
+                    client.download_artifacts(r.run_id, FINAL_MODEL_ARTIFACT, f"{tmp}/{r.run_id}")
+                )
             except Exception as err:  # noqa: BLE001 - MLflow raises its own types
-                raise UserError(f"trial {r.trial}: no {FINAL_MODEL_ARTIFACT} in MLflow run "
-                                f"{r.run_id} ({first_line(err)})") from None  # fmt: skip
+                raise UserError(
+                    f"trial {r.trial}: no {FINAL_MODEL_ARTIFACT} in MLflow run "
+                    f"{r.run_id} ({first_line(err)})"
+                ) from None
         probs = ensemble_probabilities(paths, images, tta=tta)
     scored = predictions.for_dataset(data, ("PrivateTest",))
     scored.splits["PrivateTest"].add("ensemble" + (predictions.TTA if tta else ""), probs)
     report = report_of(labels, np.argmax(probs, axis=1))
     trials = [r.trial for r in rows]
     name = f"ensemble of trials {', '.join(map(str, trials))}" + (" + flip TTA" if tta else "")
-    note = (f"PrivateTest {100 * report.accuracy:.2f} %: the mean softmax of the final models "
-            f"of trials {', '.join(map(str, trials))} (chosen by PublicTest)"
-            + (", each image also mirrored" if tta else "") + ".")  # fmt: skip
-    tags = {ROLE_TAG: "ensemble", MEMBERS_TAG: ",".join(r.run_id for r in rows),
-            "fer_sweep.ensemble_tta": str(tta), "optuna.study": study.study_name,
-            "mlflow.note.content": note}  # fmt: skip
-    with open_run(client, experiment=study.study_name, run_name=name, tags=tags,
-                  parent_run_id=study.user_attrs.get(STUDY_RUN_ATTR),
-                  artifact_root=artifact_root) as run:  # fmt: skip
+    note = (
+        f"PrivateTest {100 * report.accuracy:.2f} %: the mean softmax of the final models "
+        f"of trials {', '.join(map(str, trials))} (chosen by PublicTest)"
+        + (", each image also mirrored" if tta else "")
+        + "."
+    )
+    tags = {
+        ROLE_TAG: "ensemble",
+        MEMBERS_TAG: ",".join(r.run_id for r in rows),
+        "fer_sweep.ensemble_tta": str(tta),
+        "optuna.study": study.study_name,
+        "mlflow.note.content": note,
+    }
+    with open_run(
+        client,
+        experiment=study.study_name,
+        run_name=name,
+        tags=tags,
+        parent_run_id=study.user_attrs.get(STUDY_RUN_ATTR),
+        artifact_root=artifact_root,
+    ) as run:
         values = {names.PRIVATE_FINAL: report.accuracy}
         for emotion, acc in zip(EMOTIONS, report.per_class, strict=True):
             if acc is not None:  # a class the split lacks has no accuracy (n/a)
@@ -150,11 +169,16 @@ def evaluate_top_trials(
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]  # once: step 0
         run.safely("metrics", client.log_batch, run.id, metrics=metrics)
-        run.safely("confusion matrix", client.log_dict, run.id,
-                   {"labels": list(EMOTIONS), **report.__dict__},
-                   "evaluation/confusion_ensemble.json")  # fmt: skip
+        run.safely(
+            "confusion matrix",
+            client.log_dict,
+            run.id,
+            {"labels": list(EMOTIONS), **report.__dict__},
+            "evaluation/confusion_ensemble.json",
+        )
         with tempfile.TemporaryDirectory(prefix="fer-sweep-ensemble-") as tmp:
             path = predictions.save(scored, Path(tmp) / predictions.FILE)
             run.safely("predictions", client.log_artifact, run.id, str(path), "evaluation")
-    return EnsembleResult(study.study_name, trials, [r.run_id for r in rows], tta, report,
-                          len(labels), run.id)  # fmt: skip
+    return EnsembleResult(
+        study.study_name, trials, [r.run_id for r in rows], tta, report, len(labels), run.id
+    )

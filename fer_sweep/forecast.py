@@ -71,8 +71,10 @@ def pace_key(backend: str, arch: str, batch_size: int, images: int | str) -> str
     size (``images``, or :data:`SHORT_FIT` for the measurement): an epoch of 300 images is
     mostly fixed costs (validation, the first batch), so its pace per image is not that of an
     epoch on all 28,709, and each size keeps its own."""
-    return (f"{platform.node()}|{os.cpu_count()} cores|{backend}|{arch}|batch {batch_size}|"
-            f"{images if isinstance(images, str) else f'{images} images'}")  # fmt: skip
+    return (
+        f"{platform.node()}|{os.cpu_count()} cores|{backend}|{arch}|batch {batch_size}|"
+        f"{images if isinstance(images, str) else f'{images} images'}"
+    )
 
 
 class PaceCache:
@@ -96,15 +98,19 @@ class PaceCache:
     def get(self, key: str) -> Pace | None:
         entry = self._read().get(key)
         try:
-            return Pace(float(entry["seconds_per_image"]), str(entry["measured_at"]),
-                        str(entry["how"]))  # fmt: skip
+            return Pace(
+                float(entry["seconds_per_image"]), str(entry["measured_at"]), str(entry["how"])
+            )
         except (TypeError, KeyError, ValueError):
             return None
 
     def put(self, key: str, pace: Pace) -> None:
         data = self._read()
-        data[key] = {"seconds_per_image": pace.seconds_per_image,
-                     "measured_at": pace.measured_at, "how": pace.how}  # fmt: skip
+        data[key] = {
+            "seconds_per_image": pace.seconds_per_image,
+            "measured_at": pace.measured_at,
+            "how": pace.how,
+        }
         self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
@@ -126,8 +132,11 @@ class PaceCache:
     def record_overhead(self, key: str, seconds: float, what: str) -> None:
         """Feed back the time a finished trial spent outside its epochs."""
         data = self._read()
-        data.setdefault(OVERHEADS, {})[key] = {"seconds": max(0.0, seconds), "how": what,
-                                               "measured_at": now_iso()}  # fmt: skip
+        data.setdefault(OVERHEADS, {})[key] = {
+            "seconds": max(0.0, seconds),
+            "how": what,
+            "measured_at": now_iso(),
+        }
         self._write(data)
 
     def record_epochs(self, key: str, epoch_seconds: Sequence[float], images: int, what: str):
@@ -136,8 +145,9 @@ class PaceCache:
             return
         median = statistics.median(epoch_seconds)
         n = len(epoch_seconds)
-        self.put(key, Pace(median / images, now_iso(),
-                           f"median of {n} finished epoch(s) of {what}"))  # fmt: skip
+        self.put(
+            key, Pace(median / images, now_iso(), f"median of {n} finished epoch(s) of {what}")
+        )
 
 
 def measure_pace(config: TrainConfig) -> Pace:
@@ -329,8 +339,11 @@ def budget_reason(name: str, chosen: bool, known: Iterable[str]) -> str:
 def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
     """``HEAD · 6 trials left × 10 epochs · forecast 3 h 20 min on this machine (...)``."""
     epochs = sorted({w.epochs for w in f.work})
-    each = (f"{epochs[0]} epochs" if len(epochs) == 1 else
-            f"{epochs[0]}-{epochs[-1]} epochs") if epochs else "0 epochs"  # fmt: skip
+    each = (
+        (f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs")
+        if epochs
+        else "0 epochs"
+    )
     count = f"{len(f.work)} {unit}{'s' if len(f.work) != 1 else ''} left × {each}"
     seeds = max((w.seeds for w in f.work), default=1)
     if seeds > 1:
@@ -344,8 +357,10 @@ def forecast_line(head: str, f: Forecast, *, unit: str = "trial") -> str:
     jobs = f"over {f.jobs} job{'s' if f.jobs != 1 else ''}"
     if f.seconds is None:
         why = ", ".join(f.missing)
-        return (f"{head} · {count} · forecast unknown: no pace of {why} on this machine "
-                f"({where}) {jobs}")  # fmt: skip
+        return (
+            f"{head} · {count} · forecast unknown: no pace of {why} on this machine "
+            f"({where}) {jobs}"
+        )
     return f"{head} · {count} · forecast {duration(f.seconds)} on this machine ({where}) {jobs}"
 
 
@@ -361,8 +376,9 @@ def _paces_text(paces: dict[str, Pace]) -> str:
         times = sorted(p.when() for _, p in found)
         when = times[0] if times[0] == times[-1] else f"{times[0]} - {times[-1][11:]}"
         each = " each" if len(found) > 1 else ""
-        parts.append(f"pace{'s' if len(found) > 1 else ''} of {names} measured {when} UTC, "
-                     f"{how}{each}")  # fmt: skip
+        parts.append(
+            f"pace{'s' if len(found) > 1 else ''} of {names} measured {when} UTC, {how}{each}"
+        )
     return "; ".join(parts)
 
 

@@ -52,8 +52,9 @@ class EpochBatches:
     def _prepare(self, epoch: int) -> None:
         n, size = len(self.labels), self.images.shape[1]
         self._order = epoch_rng(self.config.seed, epoch, _SHUFFLE).permutation(n)
-        self._affine = draw_affine(epoch_rng(self.config.seed, epoch, _AUGMENT), n, size,
-                                   self.config)  # fmt: skip
+        self._affine = draw_affine(
+            epoch_rng(self.config.seed, epoch, _AUGMENT), n, size, self.config
+        )
         self._epoch = epoch
 
     def batch(self, i: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -45,8 +45,15 @@ def plot_confusion(report, path: Path, *, title: str) -> None:
     ax.set_ylabel("true")
     for i in range(7):
         for j in range(7):
-            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_title(f"{title}: {report.accuracy:.2%}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

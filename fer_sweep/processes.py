@@ -29,8 +29,11 @@ def stop_message(epoch_end: Callable[[], str | None] | None = None) -> str:
             when = epoch_end()
         except Exception:  # noqa: BLE001 - a busy storage: the message without the time
             when = None
-    head = f"stopping after the current epoch: {when}" if when else (
-        "stopping after the current epoch")  # fmt: skip
+    head = (
+        f"stopping after the current epoch: {when}"
+        if when
+        else ("stopping after the current epoch")
+    )
     return (
         f"\n{head}; it is checkpointed and the next run resumes it first; Ctrl-C again to quit now"
     )
@@ -77,8 +80,16 @@ def spawn_workers(
     env = worker_environ(settings, jobs)
     procs = []
     for i in range(jobs):
-        cmd = [sys.executable, "-m", "fer_sweep", "worker", "--study", study_name,
-               "--threads", str(threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "fer_sweep",
+            "worker",
+            "--study",
+            study_name,
+            "--threads",
+            str(threads),
+        ]
         if data:
             cmd += ["--data", str(data)]
         if timeout is not None:

@@ -84,9 +84,10 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         shown = " ".join(
-            f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            f"{k} {logs[k]:.4f}"
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy")
             if k in logs
-        )  # fmt: skip
+        )
         if self.live:
             self.progress.update(self._run, completed=epoch + 1, metrics=shown)
             return
@@ -159,9 +160,14 @@ class TrialProgress(keras.callbacks.Callback):
                 return
             self._published = now
             elapsed = max(now - self._started, 1e-9)
-            state = {"epoch": self._epoch, "batch": self._batches, "steps": self.steps,
-                     "batch_size": self.batch_size, "at": now,
-                     "images_per_s": self._batches * self.batch_size / elapsed}  # fmt: skip
+            state = {
+                "epoch": self._epoch,
+                "batch": self._batches,
+                "steps": self.steps,
+                "batch_size": self.batch_size,
+                "at": now,
+                "images_per_s": self._batches * self.batch_size / elapsed,
+            }
         self.publish(state)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -171,11 +177,17 @@ class TrialProgress(keras.callbacks.Callback):
         if not self.lines:
             return
         logs = logs or {}
-        shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss",
-                         "val_accuracy") if k in logs)  # fmt: skip
+        shown = " ".join(
+            f"{k} {logs[k]:.4f}"
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if k in logs
+        )
         left = (self.epochs - (epoch + 1)) * statistics.median(self.seconds)
-        print(f"{self.label} epoch {epoch + 1}/{self.epochs}  {shown}  {seconds:.0f} s  "
-              f"ETA of the trial {_minutes(left)}", flush=True)  # fmt: skip
+        print(
+            f"{self.label} epoch {epoch + 1}/{self.epochs}  {shown}  {seconds:.0f} s  "
+            f"ETA of the trial {_minutes(left)}",
+            flush=True,
+        )
 
 
 def _minutes(seconds: float) -> str:
@@ -191,8 +203,10 @@ def epoch_in_progress(state: Mapping[str, Any] | None, now: float) -> tuple[str,
         return None
     left_images = max(0, state["steps"] - state["batch"]) * state["batch_size"]
     left = max(0.0, left_images / state["images_per_s"] - (now - state["at"]))
-    text = (f"batch {state['batch']}/{state['steps']}, {state['images_per_s']:.0f} images/s, "
-            f"epoch ends in {_minutes(left)}")  # fmt: skip
+    text = (
+        f"batch {state['batch']}/{state['steps']}, {state['images_per_s']:.0f} images/s, "
+        f"epoch ends in {_minutes(left)}"
+    )
     return text, left
 
 
@@ -296,8 +310,10 @@ class StudyView:
         seconds = [s for t in trials for s in t.user_attrs.get(EPOCH_SECONDS) or ()]
         if seconds:
             pace = statistics.median(seconds)
-            return (f"{_minutes(left * pace / self.jobs)} for {left} more epoch(s) at this "
-                    f"sweep's {pace:.0f} s an epoch (median of {len(seconds)})")  # fmt: skip
+            return (
+                f"{_minutes(left * pace / self.jobs)} for {left} more epoch(s) at this "
+                f"sweep's {pace:.0f} s an epoch (median of {len(seconds)})"
+            )
         if self.forecast_seconds is not None:
             rest = self.forecast_seconds - (now - self.started)
             return f"{_minutes(rest)} by the forecast (no epoch of this sweep finished yet)"

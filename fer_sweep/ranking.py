@@ -253,29 +253,57 @@ def _head(report: tuple[str, ...], subset: int = 0) -> list[str]:
     Accuracies of a budget on a subset say so, so that they never read as figures on the
     thesis's whole PrivateTest split."""
     on = f"\n({subset} images)" if subset else ""
-    return ["rank", "study", "trial", HYPER, "epochs\n(best)", f"PublicTest %\nbest epoch{on}",
-            f"PrivateTest %\nfinal epoch{on}", f"PrivateTest %\nat best-\nPublicTest\nepoch{on}",
-            DIFF, *report, RUN]  # fmt: skip
+    return [
+        "rank",
+        "study",
+        "trial",
+        HYPER,
+        "epochs\n(best)",
+        f"PublicTest %\nbest epoch{on}",
+        f"PrivateTest %\nfinal epoch{on}",
+        f"PrivateTest %\nat best-\nPublicTest\nepoch{on}",
+        DIFF,
+        *report,
+        RUN,
+    ]
 
 
-THESIS_HEAD = ["rank", "thesis recipe", "dropout", "batch", "epochs",
-               "thesis\nPrivateTest %\nfinal epoch", "ours (same recipe,\nsame length)",
-               DIFF]  # fmt: skip
+THESIS_HEAD = [
+    "rank",
+    "thesis recipe",
+    "dropout",
+    "batch",
+    "epochs",
+    "thesis\nPrivateTest %\nfinal epoch",
+    "ours (same recipe,\nsame length)",
+    DIFF,
+]
 # Below this many columns for the hyperparameters, they go under the numbers (see _table).
 MIN_HYPER = 30
 MAX_WORD = 24  # a text column is never made wider than this to keep a word whole
 PAD = 2  # columns a table column takes besides its text (padding and divider)
 # Columns of numbers and ids, which are never wrapped.
-NO_WRAP = ("rank", "trial", "epochs", "batch", "PublicTest", "PrivateTest", DIFF,
-           "thesis\nPrivateTest", RUN)  # fmt: skip
+NO_WRAP = (
+    "rank",
+    "trial",
+    "epochs",
+    "batch",
+    "PublicTest",
+    "PrivateTest",
+    DIFF,
+    "thesis\nPrivateTest",
+    RUN,
+)
 
 
 def _flat(head: list[str]) -> list[str]:
     return [h.replace("-\n", "-").replace("\n", " ") for h in head]
 
 
-THESIS_TITLE = ("The thesis's top 3 (Table 5.7: one run each, PrivateTest at the final epoch "
-                "on all 3,589 images; about 1 point is noise)")  # fmt: skip
+THESIS_TITLE = (
+    "The thesis's top 3 (Table 5.7: one run each, PrivateTest at the final epoch "
+    "on all 3,589 images; about 1 point is noise)"
+)
 
 
 def _pct(v: float | None) -> str:
@@ -333,17 +361,33 @@ def _reported(name: str, value: Any) -> str:
 def _cells(r: Ranked, report: tuple[str, ...], diff: str) -> list[str]:
     epochs = f"{r.epochs} ({r.best_epoch})" if r.best_epoch else str(r.epochs)
     extra = [_reported(name, r.reported.get(name)) for name in report]
-    return [str(r.rank), r.study, str(r.trial), r.params, epochs,
-            _seeded(r, names.PUBLIC_BEST, r.public_best),
-            _seeded(r, names.PRIVATE_FINAL, r.private_final),
-            _seeded(r, names.PRIVATE_AT_BEST, r.private_at_best), diff,
-            *extra, r.run_id]  # fmt: skip
+    return [
+        str(r.rank),
+        r.study,
+        str(r.trial),
+        r.params,
+        epochs,
+        _seeded(r, names.PUBLIC_BEST, r.public_best),
+        _seeded(r, names.PRIVATE_FINAL, r.private_final),
+        _seeded(r, names.PRIVATE_AT_BEST, r.private_at_best),
+        diff,
+        *extra,
+        r.run_id,
+    ]
 
 
 def _thesis_cells(ref: ThesisResult, ours: Ranked | None, diff: str) -> list[str]:
     who = "-" if ours is None else f"{ours.study} trial {ours.trial}: {_pct(ours.private_final)}"
-    return [str(ref.rank), ref.recipe, ref.dropout, str(ref.batch_size), str(ref.epochs),
-            f"{ref.private_accuracy:.2f}", who, diff]  # fmt: skip
+    return [
+        str(ref.rank),
+        ref.recipe,
+        ref.dropout,
+        str(ref.batch_size),
+        str(ref.epochs),
+        f"{ref.private_accuracy:.2f}",
+        who,
+        diff,
+    ]
 
 
 def _thesis_diff(ours: Ranked | None) -> float | None:
@@ -352,16 +396,26 @@ def _thesis_diff(ours: Ranked | None) -> float | None:
 
 def _json_row(r: Ranked) -> dict[str, Any]:
     return {
-        "rank": r.rank, "study": r.study, "budget": r.budget, "trial": r.trial,
-        "params": r.params, names.EPOCHS_TRAINED: r.epochs, names.BEST_EPOCH: r.best_epoch,
-        "subset": r.subset, "objective": r.objective, names.PUBLIC_BEST: r.public_best,
-        names.PRIVATE_FINAL: r.private_final, names.PRIVATE_AT_BEST: r.private_at_best,
-        "thesis_recipe": r.thesis_recipe, "comparable_to_thesis": r.comparable,
+        "rank": r.rank,
+        "study": r.study,
+        "budget": r.budget,
+        "trial": r.trial,
+        "params": r.params,
+        names.EPOCHS_TRAINED: r.epochs,
+        names.BEST_EPOCH: r.best_epoch,
+        "subset": r.subset,
+        "objective": r.objective,
+        names.PUBLIC_BEST: r.public_best,
+        names.PRIVATE_FINAL: r.private_final,
+        names.PRIVATE_AT_BEST: r.private_at_best,
+        "thesis_recipe": r.thesis_recipe,
+        "comparable_to_thesis": r.comparable,
         "ours_minus_thesis_points": r.ours_minus_thesis,
-        "no_ours_minus_thesis_because": r.no_difference_because or None, "run_id": r.run_id,
+        "no_ours_minus_thesis_because": r.no_difference_because or None,
+        "run_id": r.run_id,
         **r.reported,
         **({"seeds": r.per_seed, "seed_run_ids": r.seed_runs} if r.per_seed else {}),
-    }  # fmt: skip
+    }
 
 
 def render(ranking: Ranking, fmt: str = "table", *, width: int | None = None) -> str:
@@ -397,7 +451,7 @@ def render(ranking: Ranking, fmt: str = "table", *, width: int | None = None) ->
                     }
                     for ref, ours in ranking.thesis
                 ],
-            },  # fmt: skip
+            },
             indent=2,
         )
     if fmt == "csv":

@@ -89,8 +89,11 @@ def run_all(
             steps = math.ceil(int((dataset.split == 0).sum()) / config.batch_size)
             bar = [EpochProgress(config.epochs, steps)] if progress else []
             if pace_cache is not None:
-                bar.append(_pace_recorder(pace_cache, config, steps, len_train(dataset),
-                                          f"{recipe} seed {seed}"))  # fmt: skip
+                bar.append(
+                    _pace_recorder(
+                        pace_cache, config, steps, len_train(dataset), f"{recipe} seed {seed}"
+                    )
+                )
             result = train(config, dataset, workdir=folder, callbacks=bar, stop_event=stop_event)
             # Final and best-epoch weights, plain and with flip TTA, per image: the report's
             # paired comparisons read them.
@@ -114,15 +117,24 @@ def _pace_recorder(cache: PaceCache, config: TrainConfig, steps: int, images: in
         with contextlib.suppress(OSError):
             cache.record_epochs(key, seconds, images, what)
 
-    return TrialProgress(what, epochs=config.epochs, steps=steps,
-                         batch_size=config.batch_size, publish=lambda state: None,
-                         epoch_done=epoch_done, lines=False)  # fmt: skip
+    return TrialProgress(
+        what,
+        epochs=config.epochs,
+        steps=steps,
+        batch_size=config.batch_size,
+        publish=lambda state: None,
+        epoch_done=epoch_done,
+        lines=False,
+    )
 
 
 def work_left(
-    out: Path, dataset: Dataset, recipes: tuple[str, ...], seeds: tuple[int, ...],
+    out: Path,
+    dataset: Dataset,
+    recipes: tuple[str, ...],
+    seeds: tuple[int, ...],
     epochs: int | None,
-) -> list[Work]:  # fmt: skip
+) -> list[Work]:
     """Each (recipe, seed) not finished, with the epochs after its checkpoint."""
     from fer_sweep.train import checkpoint_epoch
 
@@ -167,9 +179,14 @@ def _note_session(folder: Path) -> None:
     path = folder / SESSIONS_FILE
     sessions = json.loads(path.read_text()) if path.exists() else []
     state = _checkpoint_state(folder)
-    sessions.append({"started": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "from_epoch": state["epoch"] if state else 0,
-                     "backend": _backend(), "hardware": _hardware()})  # fmt: skip
+    sessions.append(
+        {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "from_epoch": state["epoch"] if state else 0,
+            "backend": _backend(),
+            "hardware": _hardware(),
+        }
+    )
     path.write_text(json.dumps(sessions, indent=1))
 
 
@@ -265,9 +282,17 @@ def sessions(folder: Path) -> list[Session]:
     history = _history_of(folder) or {}
     seconds = history.get("epoch_seconds", [])
     ends = [s["from_epoch"] for s in starts[1:]] + [len(seconds)]
-    return [Session(s["started"], s["from_epoch"] + 1, end, s["backend"], s["hardware"],
-                    seconds[s["from_epoch"]:end])
-            for s, end in zip(starts, ends, strict=True)]  # fmt: skip
+    return [
+        Session(
+            s["started"],
+            s["from_epoch"] + 1,
+            end,
+            s["backend"],
+            s["hardware"],
+            seconds[s["from_epoch"] : end],
+        )
+        for s, end in zip(starts, ends, strict=True)
+    ]
 
 
 def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
@@ -286,25 +311,50 @@ def collect(out: Path, recipes=RECIPES, seeds=(0, 1, 2)) -> list[Row]:
                 except ValueError:  # a config this version cannot rebuild: not comparable
                     ref = None
                 status = "finished" if ref is not None else f"shortened to {ran} epochs"
-                rows.append(Row(recipe, seed, status, r["epochs_trained"], ran,
-                                100 * r["private_final"], 100 * r["private_at_best_epoch"],
-                                r["best_epoch"], 100 * r["public_best"],
-                                _median(r["history"].get("epoch_seconds")), r["backend"],
-                                r["hardware"]))  # fmt: skip
+                rows.append(
+                    Row(
+                        recipe,
+                        seed,
+                        status,
+                        r["epochs_trained"],
+                        ran,
+                        100 * r["private_final"],
+                        100 * r["private_at_best_epoch"],
+                        r["best_epoch"],
+                        100 * r["public_best"],
+                        _median(r["history"].get("epoch_seconds")),
+                        r["backend"],
+                        r["hardware"],
+                    )
+                )
                 continue
             state = _checkpoint_state(folder)
             if state is None:
-                rows.append(Row(recipe, seed, "not run yet", 0, epochs, None, None, None, None,
-                                None, "", ""))  # fmt: skip
+                rows.append(
+                    Row(
+                        recipe, seed, "not run yet", 0, epochs, None, None, None, None, None, "", ""
+                    )
+                )
                 continue
             done, ran = state["epoch"], _checkpoint_config(folder)["epochs"]
             last = _last_session(folder)
-            rows.append(Row(recipe, seed, f"stopped after epoch {done} of {ran}", done, ran,
-                            None, None, state["best_epoch"] or None,
-                            100 * state["best_val_accuracy"] if done else None,
-                            _median(state["history"].get("epoch_seconds")),
-                            last.get("backend", ""), last.get("hardware", ""),
-                            _recent_pace(folder)))  # fmt: skip
+            rows.append(
+                Row(
+                    recipe,
+                    seed,
+                    f"stopped after epoch {done} of {ran}",
+                    done,
+                    ran,
+                    None,
+                    None,
+                    state["best_epoch"] or None,
+                    100 * state["best_val_accuracy"] if done else None,
+                    _median(state["history"].get("epoch_seconds")),
+                    last.get("backend", ""),
+                    last.get("hardware", ""),
+                    _recent_pace(folder),
+                )
+            )
     return rows
 
 
@@ -425,9 +475,14 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         )
     lines += ["", "## What is left, and why", ""] + _left(rows)
     lines += ["", "## Where each run trained", "", *_session_lines(out, rows)]
-    lines += ["", "## Against the thesis (mean and standard deviation over finished seeds)", "",
-              "| recipe | thesis | seeds finished | PrivateTest final, mean +- sd | ours - thesis "
-              "| PrivateTest at best epoch, mean +- sd |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Against the thesis (mean and standard deviation over finished seeds)",
+        "",
+        "| recipe | thesis | seeds finished | PrivateTest final, mean +- sd | ours - thesis "
+        "| PrivateTest at best epoch, mean +- sd |",
+        "|---|---|---|---|---|---|",
+    ]
     gaps = []
     for recipe in RECIPES:
         done = [r for r in rows if r.recipe == recipe and r.status == "finished"]
@@ -435,15 +490,19 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         best = [r.private_at_best_epoch for r in done]
         thesis = THESIS_PRIVATE[recipe]
         gap = statistics.mean(final) - thesis if final else None
-        lines.append(f"| {recipe} | {thesis:.2f} | {len(done)} | {_spread(final)} | "
-                     f"{_fmt(gap, '+.2f')} | {_spread(best)} |")  # fmt: skip
+        lines.append(
+            f"| {recipe} | {thesis:.2f} | {len(done)} | {_spread(final)} | "
+            f"{_fmt(gap, '+.2f')} | {_spread(best)} |"
+        )
         if gap is not None and gap < -GAP_TO_EXPLAIN:
             gaps.append(f"{recipe} is {-gap:.2f} points below")
     notes = out / NOTES
     if gaps:
         where = "what it was traced to is below" if notes.exists() else "not looked into yet"
-        lines += ["", f"More than {GAP_TO_EXPLAIN} points below the thesis: "
-                  f"{'; '.join(gaps)}; {where}."]  # fmt: skip
+        lines += [
+            "",
+            f"More than {GAP_TO_EXPLAIN} points below the thesis: {'; '.join(gaps)}; {where}.",
+        ]
     ens = _ensembles(out, dataset, seeds)
     lines += ["", "## Top-3 ensemble (softmax mean of the three recipes' final models)", ""]
     if ens:
@@ -453,8 +512,12 @@ def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> 
         lines.append("Not run yet: it needs all three recipes finished with the same seed.")
     lines += ["", *_comparison_lines(out, rows, seeds)]
     if notes.exists():
-        lines += ["", f"## Notes on the comparison (hand-written, `{NOTES}`)", "",
-                  notes.read_text().strip()]  # fmt: skip
+        lines += [
+            "",
+            f"## Notes on the comparison (hand-written, `{NOTES}`)",
+            "",
+            notes.read_text().strip(),
+        ]
     lines += ["", f"![learning curves]({FIGURE})", ""]
     (out / REPORT).write_text("\n".join(lines))
     return out / REPORT
@@ -648,8 +711,10 @@ def _left(rows: list[Row]) -> list[str]:
         if r.status == "finished":
             continue
         if r.status.startswith("shortened"):
-            lines.append(f"- {r.recipe} seed {r.seed}: {r.status}, so not compared with the "
-                         "thesis; a full-length run needs its own folder.")  # fmt: skip
+            lines.append(
+                f"- {r.recipe} seed {r.seed}: {r.status}, so not compared with the "
+                "thesis; a full-length run needs its own folder."
+            )
             continue
         left = r.epochs - r.epochs_done
         pace = r.pace or typical
@@ -658,33 +723,42 @@ def _left(rows: list[Row]) -> list[str]:
             need += " (its latest session's median)"
         where = f" on {r.hardware}" if r.hardware else ""
         verb = "continues" if r.epochs_done else "starts"
-        lines.append(f"- {r.recipe} seed {r.seed}: {r.status}; {left} epochs left, {need}"
-                     f"{where}. `reproduce` {verb} it.")  # fmt: skip
+        lines.append(
+            f"- {r.recipe} seed {r.seed}: {r.status}; {left} epochs left, {need}"
+            f"{where}. `reproduce` {verb} it."
+        )
     return lines or ["Nothing: every chosen run finished at the thesis's length."]
 
 
 def _session_lines(out: Path, rows: list[Row]) -> list[str]:
     """Every start and resume of each run with the epochs it completed and their pace, so the
     run's overall median can be read for what it mixes."""
-    lines = ["One row per start or resume (`work/*/sessions.json`); s / epoch is the median "
-             "of that session's epochs, with the fastest and slowest. Sessions recorded "
-             "before runs named TensorFlow's allocator say only `tensorflow`.", "",
-             "| recipe | seed | started (UTC) | epochs | s / epoch | fastest - slowest "
-             "| backend | hardware |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "One row per start or resume (`work/*/sessions.json`); s / epoch is the median "
+        "of that session's epochs, with the fastest and slowest. Sessions recorded "
+        "before runs named TensorFlow's allocator say only `tensorflow`.",
+        "",
+        "| recipe | seed | started (UTC) | epochs | s / epoch | fastest - slowest "
+        "| backend | hardware |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     found = False
     for r in rows:
         for s in sessions(workdir(out, r.recipe, r.seed)):
             found = True
             if s.seconds:
-                done = f"{s.first_epoch}" + (f"-{s.last_epoch}" if s.last_epoch > s.first_epoch
-                                             else "")  # fmt: skip
+                done = f"{s.first_epoch}" + (
+                    f"-{s.last_epoch}" if s.last_epoch > s.first_epoch else ""
+                )
                 pace = f"{_median(s.seconds):.0f}"
                 spread = f"{min(s.seconds):.0f} - {max(s.seconds):.0f}"
             else:
                 done, pace, spread = "none completed", "-", "-"
             started = s.started.replace("T", " ").removesuffix("+00:00")
-            lines.append(f"| {r.recipe} | {r.seed} | {started} | {done} | {pace} | {spread} "
-                         f"| {s.backend} | {s.hardware} |")  # fmt: skip
+            lines.append(
+                f"| {r.recipe} | {r.seed} | {started} | {done} | {pace} | {spread} "
+                f"| {s.backend} | {s.hardware} |"
+            )
     return lines if found else ["No run has started yet."]
 
 

@@ -144,8 +144,9 @@ class TrackedRun:
         with self._lock:
             if self._writer is None:
                 self._queue = queue.SimpleQueue()
-                self._writer = threading.Thread(target=self._write, daemon=True,
-                                                name=f"mlflow-writer-{self.id}")  # fmt: skip
+                self._writer = threading.Thread(
+                    target=self._write, daemon=True, name=f"mlflow-writer-{self.id}"
+                )
                 self._writer.start()
         self._queue.put((what, call, args, kwargs))
 
@@ -196,8 +197,11 @@ class TrackedRun:
         self.safely("closing the run", self.client.set_terminated, self.id, status)
         self.closed_as = status
         if self.errors:
-            print(f"warning: run {self.id} is missing {len(self.errors)} MLflow write(s); "
-                  f"the result itself is kept: {self.errors[-1]}", file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: run {self.id} is missing {len(self.errors)} MLflow write(s); "
+                f"the result itself is kept: {self.errors[-1]}",
+                file=sys.stderr,
+            )
 
 
 @contextmanager
@@ -339,8 +343,9 @@ def set_study_run_status(client: MlflowClient, run_id: str, status: str) -> None
         else:
             client.set_terminated(run_id, status)
     except Exception as err:  # noqa: BLE001 - the trials are safe in Optuna; say what's missing
-        print(f"warning: could not update the study's MLflow run: {first_line(err)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: could not update the study's MLflow run: {first_line(err)}", file=sys.stderr
+        )
 
 
 def log_study_summary(
@@ -359,8 +364,9 @@ def log_study_summary(
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
     except Exception as err:  # noqa: BLE001 - the trials are safe in Optuna; say what's missing
-        print(f"warning: could not update the study's MLflow run: {first_line(err)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: could not update the study's MLflow run: {first_line(err)}", file=sys.stderr
+        )
 
 
 # --- experiments --------------------------------------------------------------------------

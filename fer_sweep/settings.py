@@ -129,9 +129,10 @@ class Settings:
             measure_pace = raw == "on"
         optuna_url = storage or env.get(STORAGE_ENV) or f"sqlite:///{store / 'optuna.db'}"
         mlflow_uri = tracking_uri or env.get(TRACKING_ENV) or f"sqlite:///{store / 'mlflow.db'}"
-        for what, url, problem in (("Optuna storage URL", optuna_url, malformed(optuna_url)),
-                                   ("MLflow tracking URI", mlflow_uri,
-                                    malformed(mlflow_uri, tracking=True))):  # fmt: skip
+        for what, url, problem in (
+            ("Optuna storage URL", optuna_url, malformed(optuna_url)),
+            ("MLflow tracking URI", mlflow_uri, malformed(mlflow_uri, tracking=True)),
+        ):
             if problem:  # checked before anything is loaded, and never called "unreachable"
                 raise UserError(f"{what} {url} is malformed: {problem}")
         return cls(
@@ -207,8 +208,9 @@ def malformed(url: str, *, tracking: bool = False) -> str | None:
             return "no host name"
         return None
     if scheme not in DATABASE_SCHEMES:
-        known = ", ".join(f"{s}://" for s in DATABASE_SCHEMES + (("http", "https") if tracking
-                                                                  else ()))  # fmt: skip
+        known = ", ".join(
+            f"{s}://" for s in DATABASE_SCHEMES + (("http", "https") if tracking else ())
+        )
         return f"expected a URL starting with one of {known}"
     from sqlalchemy.engine import make_url
 

@@ -95,8 +95,9 @@ def plan_of(study: optuna.Study) -> StudyPlan:
     spec = parse_sweep(attrs["spec_text"], f"{attrs['spec_name']}.yaml")
     n_trials = attrs.get("n_trials")
     # A study made before seeds existed trained one per configuration.
-    return StudyPlan(spec, attrs["budget"], None if n_trials is None else int(n_trials),
-                     int(attrs.get(SEEDS, 1)))  # fmt: skip
+    return StudyPlan(
+        spec, attrs["budget"], None if n_trials is None else int(n_trials), int(attrs.get(SEEDS, 1))
+    )
 
 
 def create_or_resume(

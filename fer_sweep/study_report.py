@@ -201,18 +201,29 @@ def build(client, finished: Finished, study: str) -> StudyReport:
     with tempfile.TemporaryDirectory(prefix="fer-sweep-report-") as tmp:
         for r in sorted(rows, key=lambda r: r.trial):
             runs = r.seed_runs or [r.run_id]
-            found = [_trial_predictions(client, r, Path(tmp), run, k if r.seed_runs else None)
-                     for k, run in enumerate(runs)]  # fmt: skip
+            found = [
+                _trial_predictions(client, r, Path(tmp), run, k if r.seed_runs else None)
+                for k, run in enumerate(runs)
+            ]
             first = configs[0].predictions if configs else found[0]
             for p in found:  # every seed against the first trial's: the same images, else
                 for split, weights in SCORES:  # no pairing is valid
                     predictions.paired(first, p, split, weights, weights)
             label = f"t{r.trial:02d} {r.params}" if r.params else f"t{r.trial:02d}"
-            config = Configuration(r.trial, label, r.run_id, {}, found[0],
-                                   finished.params.get(r.trial, {}), found,
-                                   [_history(client, run, Path(tmp)) for run in runs])  # fmt: skip
-            config.scores = {f"{split}/{weights}": stats.accuracy(config.correct(split, weights))
-                             for split, weights in SCORES}  # fmt: skip
+            config = Configuration(
+                r.trial,
+                label,
+                r.run_id,
+                {},
+                found[0],
+                finished.params.get(r.trial, {}),
+                found,
+                [_history(client, run, Path(tmp)) for run in runs],
+            )
+            config.scores = {
+                f"{split}/{weights}": stats.accuracy(config.correct(split, weights))
+                for split, weights in SCORES
+            }
             configs.append(config)
     done = {}
     for key in ("PrivateTest/final", "PrivateTest/best"):
@@ -310,8 +321,7 @@ def plot_curves(report: StudyReport, path: Path) -> Path:
         epochs = np.arange(1, n + 1)
         ax.plot(epochs, acc.mean(axis=0), color=f"C{i % 10}", label=c.label)
         if len(runs) > 1:
-            ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=f"C{i % 10}",
-                            alpha=0.2)  # fmt: skip
+            ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=f"C{i % 10}", alpha=0.2)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("PublicTest accuracy, %")

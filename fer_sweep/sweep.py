@@ -62,8 +62,9 @@ def run_sweep(
     from fer_sweep.tracking import connect
 
     client = connect(settings.tracking_uri)
-    study = create_or_resume(spec, settings, budget=budget, n_trials=n_trials, timeout=timeout,
-                             seeds=seeds)  # fmt: skip
+    study = create_or_resume(
+        spec, settings, budget=budget, n_trials=n_trials, timeout=timeout, seeds=seeds
+    )
     plan = plan_of(study)
     # Undecided attempts and configurations that failed in an earlier run are queued here,
     # once, before any worker starts.
@@ -74,10 +75,16 @@ def run_sweep(
         total_images = int((load_dataset(data, cache_dir=settings.cache_dir).split == 0).sum())
     # The study's own total (a --n-trials of an earlier run included), not the file's.
     whole = replace(make_plan(plan.spec, plan.budget_name), n_trials=plan.n_trials)
-    predicted, line = sweep_forecast(whole, study.get_trials(deepcopy=False), settings.cache_dir,
-                                     total_images=total_images, jobs=jobs,
-                                     chosen=budget is not None, measure=measure,
-                                     seeds=plan.seeds)  # fmt: skip
+    predicted, line = sweep_forecast(
+        whole,
+        study.get_trials(deepcopy=False),
+        settings.cache_dir,
+        total_images=total_images,
+        jobs=jobs,
+        chosen=budget is not None,
+        measure=measure,
+        seeds=plan.seeds,
+    )
     print(line, flush=True)
     started_at = time.monotonic()
     parent = study_run(client, study, settings.artifact_root)
@@ -90,12 +97,22 @@ def run_sweep(
     interrupted = False
 
     def epochs_left(trials) -> int:
-        return sum(w.epochs for w in sweep_work(whole, trials, total_images=total_images,
-                                                seeds=plan.seeds))  # fmt: skip
+        return sum(
+            w.epochs for w in sweep_work(whole, trials, total_images=total_images, seeds=plan.seeds)
+        )
 
-    view = (StudyView(study, n_trials=plan.n_trials, epochs=epochs, jobs=jobs,
-                      epochs_left=epochs_left, forecast_seconds=predicted.seconds)
-            if live else None)  # fmt: skip
+    view = (
+        StudyView(
+            study,
+            n_trials=plan.n_trials,
+            epochs=epochs,
+            jobs=jobs,
+            epochs_left=epochs_left,
+            forecast_seconds=predicted.seconds,
+        )
+        if live
+        else None
+    )
     # Where the live view draws on a terminal it shows the epochs; elsewhere (a log file,
     # nohup) each epoch of each trial is a line as soon as it ends.
     lines = not (view is not None and view.live.console.is_terminal)
@@ -103,8 +120,14 @@ def run_sweep(
         with view or nullcontext():
             if jobs == 1:
                 stop = threading.Event()
-                worker = open_worker(study.study_name, settings, data=data, stop_event=stop,
-                                     timeout=limit, epoch_lines=lines)  # fmt: skip
+                worker = open_worker(
+                    study.study_name,
+                    settings,
+                    data=data,
+                    stop_event=stop,
+                    timeout=limit,
+                    epoch_lines=lines,
+                )
                 with graceful_interrupt(stop, lambda: epoch_end_message(study.get_trials())):
                     worker.run()
                 interrupted = stop.is_set()
@@ -116,8 +139,9 @@ def run_sweep(
     finally:
         # The workers settled it as they left; here the study's run gets the final word.
         points = space_points(plan.spec)
-        done = not wants_more(study.get_trials(deepcopy=False), plan.n_trials,
-                              None if points is None else len(points))  # fmt: skip
+        done = not wants_more(
+            study.get_trials(deepcopy=False), plan.n_trials, None if points is None else len(points)
+        )
         settle_study_run(client, parent, study, done=done)
     counts = summarize(study)
     print(
@@ -129,8 +153,9 @@ def run_sweep(
     took = summary_line(predicted.seconds, time.monotonic() - started_at)
     print(f"study {study.study_name}: {took}")
     if interrupted:
-        raise StoppedOnRequest(f"study {study.study_name} stopped on request; the same "
-                               "command resumes it")  # fmt: skip
+        raise StoppedOnRequest(
+            f"study {study.study_name} stopped on request; the same command resumes it"
+        )
     failed = failures_of_this_run(study.get_trials(deepcopy=False), ended_before)
     if failed:
         raise Fault(
@@ -142,9 +167,15 @@ def run_sweep(
 def failures_of_this_run(trials: Sequence[FrozenTrial], ended_before: set[int]) -> list[str]:
     """Why each attempt that ended in this run failed, when none of them completed (or was
     pruned, a result too); empty when one did, or when nothing ran (a finished study)."""
-    ended = [t for t in trials if t.state.is_finished() and t.number not in ended_before
-             and not skipped(t)]  # fmt: skip
+    ended = [
+        t
+        for t in trials
+        if t.state.is_finished() and t.number not in ended_before and not skipped(t)
+    ]
     if not ended or any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ended):
         return []
-    return [f"trial {t.number} {t.user_attrs.get(OUTCOME, 'lost')}: "
-            f"{t.user_attrs.get(REASON) or 'no reason recorded'}" for t in ended]  # fmt: skip
+    return [
+        f"trial {t.number} {t.user_attrs.get(OUTCOME, 'lost')}: "
+        f"{t.user_attrs.get(REASON) or 'no reason recorded'}"
+        for t in ended
+    ]

@@ -415,8 +415,13 @@ def _load_yaml(text: str, path: Path) -> dict[str, Any]:
             "base, space, sampler"
         )
     if not isinstance(data, dict):
-        got = {list: "a list", str: "a single string", int: "a number", float: "a number",
-               bool: "a boolean"}.get(type(data), type(data).__name__)  # fmt: skip
+        got = {
+            list: "a list",
+            str: "a single string",
+            int: "a number",
+            float: "a number",
+            bool: "a boolean",
+        }.get(type(data), type(data).__name__)
         raise UserError(
             f"{path}: expected a mapping with keys such as base, space, sampler; got {got}"
         )

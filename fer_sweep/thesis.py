@@ -48,8 +48,16 @@ TOP3: tuple[ThesisResult, ...] = (
 
 
 # Config keys that say how long, on what and how a run is kept, not which recipe it is.
-NOT_RECIPE = ("epochs", "subset", "seed", "precision", "checkpoint_every", "report_epochs",
-              "step_boundaries", "step_unit")  # fmt: skip
+NOT_RECIPE = (
+    "epochs",
+    "subset",
+    "seed",
+    "precision",
+    "checkpoint_every",
+    "report_epochs",
+    "step_boundaries",
+    "step_unit",
+)
 
 
 def recipe_of(config: TrainConfig) -> dict[str, Any]:

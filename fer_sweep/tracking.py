@@ -147,8 +147,9 @@ class EpochLogger(keras.callbacks.Callback):
         # MLflow's compare view plots the first one by default (it would be train/accuracy).
         order = sorted(values, key=lambda k: k != names.PUBLIC_ACCURACY)  # stable: rest as is
         metrics = [Metric(k, values[k], now, epoch + 1) for k in order]
-        self.run.later(f"epoch {epoch + 1}", self.run.client.log_batch, self.run.id,
-                       metrics=metrics)  # fmt: skip
+        self.run.later(
+            f"epoch {epoch + 1}", self.run.client.log_batch, self.run.id, metrics=metrics
+        )
 
 
 class CheckpointUploader(keras.callbacks.Callback):
@@ -196,8 +197,9 @@ class CheckpointUploader(keras.callbacks.Callback):
             except OSError:  # a file system without hard links: copy
                 shutil.copy2(f, staged / f.name)
         self._staged_epoch = epoch
-        self.run.later(f"checkpoint upload after epoch {epoch}", self._upload, staged, epoch,
-                       remove=True)  # fmt: skip
+        self.run.later(
+            f"checkpoint upload after epoch {epoch}", self._upload, staged, epoch, remove=True
+        )
 
     def _upload(self, folder: Path, epoch: int, *, remove: bool = False) -> None:
         try:
@@ -220,8 +222,9 @@ class CheckpointUploader(keras.callbacks.Callback):
             return
         previous, self.uploaded, self.uploaded_epoch = self.uploaded, path, epoch
         if previous is not None:
-            self.run.safely(f"removing the superseded {previous}", _delete_artifacts,
-                            client, run_id, previous)  # fmt: skip
+            self.run.safely(
+                f"removing the superseded {previous}", _delete_artifacts, client, run_id, previous
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.upload()
@@ -249,8 +252,11 @@ def fetch_checkpoint(client: MlflowClient, run_id: str, workdir: Path) -> int:
             shutil.rmtree(checkpoint_path(workdir), ignore_errors=True)
             local.rename(checkpoint_path(workdir))
     except Exception as err:  # noqa: BLE001 - no checkpoint means starting over, not failing
-        print(f"warning: could not fetch run {run_id}'s checkpoint ({first_line(err)}); "
-              "starting from epoch 1", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: could not fetch run {run_id}'s checkpoint ({first_line(err)}); "
+            "starting from epoch 1",
+            file=sys.stderr,
+        )
         return 0
     return checkpoint_epoch(workdir)
 
@@ -289,15 +295,19 @@ def tracked_train(
     failures are noted on ``run`` and never raised.
     """
     remote = not is_local(run.client.tracking_uri)
-    tags = {"fer_sweep.dataset_sha256": dataset.sha256, "fer_sweep.dataset_source": dataset.source,
-            WORKDIR_TAG: str(workdir)}  # fmt: skip
+    tags = {
+        "fer_sweep.dataset_sha256": dataset.sha256,
+        "fer_sweep.dataset_source": dataset.source,
+        WORKDIR_TAG: str(workdir),
+    }
     if resume_run:
         tags["fer_sweep.resumes_run"] = resume_run
         if remote:
             fetch_checkpoint(run.client, resume_run, workdir)
     run.set_tags(tags)
-    run.safely("dataset input", lambda: run.client.log_inputs(run.id, datasets=[
-        dataset_input(dataset)]))  # fmt: skip
+    run.safely(
+        "dataset input", lambda: run.client.log_inputs(run.id, datasets=[dataset_input(dataset)])
+    )
     uploader = CheckpointUploader(run, workdir, background=True) if remote else None
     bar = None
     if progress:
@@ -307,8 +317,13 @@ def tracked_train(
         bar = EpochProgress(config.epochs, math.ceil(n_train / config.batch_size))
     extra = [cb for cb in (uploader, *callbacks, bar) if cb is not None]
     try:
-        result = trainer(config, dataset, workdir=workdir, callbacks=[EpochLogger(run), *extra],
-                         stop_event=stop_event)  # fmt: skip
+        result = trainer(
+            config,
+            dataset,
+            workdir=workdir,
+            callbacks=[EpochLogger(run), *extra],
+            stop_event=stop_event,
+        )
     except TrainingInterrupted:
         if uploader is not None:
             uploader.upload()  # the checkpoint written on the way out
@@ -375,8 +390,10 @@ def log_result(run: TrackedRun, result: TrainResult) -> None:
         (out / "history.json").write_text(json.dumps(result.history))
         run.safely("evaluation artifacts", client.log_artifacts, run_id, tmp, "evaluation")
     if result.private_at_epochs:
-        at_epochs = [Metric(names.PRIVATE_AT_EPOCH, acc, now, epoch)
-                     for epoch, acc in sorted(result.private_at_epochs.items())]  # fmt: skip
+        at_epochs = [
+            Metric(names.PRIVATE_AT_EPOCH, acc, now, epoch)
+            for epoch, acc in sorted(result.private_at_epochs.items())
+        ]
         run.safely("PrivateTest at report_epochs", client.log_batch, run_id, metrics=at_epochs)
     for artifact, local in result.files.items():
         folder, _, name = artifact.rpartition("/")

@@ -108,8 +108,9 @@ def report_of(labels: np.ndarray, pred: np.ndarray) -> SplitReport:
         labels.astype(np.int64) * NUM_CLASSES + pred, minlength=NUM_CLASSES * NUM_CLASSES
     ).reshape(NUM_CLASSES, NUM_CLASSES)
     totals = confusion.sum(axis=1)
-    per_class = [float(hit / n) if n else None for hit, n in zip(np.diag(confusion), totals,
-                                                                 strict=True)]  # fmt: skip
+    per_class = [
+        float(hit / n) if n else None for hit, n in zip(np.diag(confusion), totals, strict=True)
+    ]
     return SplitReport(
         accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
         per_class=per_class,
@@ -340,8 +341,9 @@ def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _S
             skipped.append(f"{folder / STATE_FILE}: no valid config ({first_line(err)})")
             continue
         if saved != config:
-            changed = sorted(k for k, v in config.model_dump().items()
-                             if saved.model_dump()[k] != v)  # fmt: skip
+            changed = sorted(
+                k for k, v in config.model_dump().items() if saved.model_dump()[k] != v
+            )
             raise UserError(
                 f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
                 "resume with the same config or use a new work dir"
@@ -360,8 +362,10 @@ def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _S
         state = _State(**payload["state"])
         note = ""
         if skipped:
-            note = (f"resumed from the checkpoint after epoch {state.epoch} in {folder.name}/; "
-                    f"passed over the unreadable {'; '.join(skipped)}")  # fmt: skip
+            note = (
+                f"resumed from the checkpoint after epoch {state.epoch} in {folder.name}/; "
+                f"passed over the unreadable {'; '.join(skipped)}"
+            )
         if folder.name != CHECKPOINT_DIR:
             # The newest readable one becomes the current one; a damaged one is set aside.
             damaged = workdir / DAMAGED_DIR
@@ -373,8 +377,14 @@ def _restore(workdir: Path, config: TrainConfig) -> tuple[keras.Model | None, _S
     if not skipped:
         return None, None, ""
     (workdir / BEST_WEIGHTS).unlink(missing_ok=True)  # it belonged to the unreadable run
-    return None, None, (f"no readable checkpoint, starting from epoch 1; passed over the "
-                        f"unreadable {'; '.join(skipped)}")  # fmt: skip
+    return (
+        None,
+        None,
+        (
+            f"no readable checkpoint, starting from epoch 1; passed over the "
+            f"unreadable {'; '.join(skipped)}"
+        ),
+    )
 
 
 def _seed_initializers(seed: int) -> None:
@@ -458,7 +468,7 @@ def train(
                 factor=config.step_factor,
                 patience=config.plateau_patience,
                 min_lr=config.min_lr,
-            )  # fmt: skip
+            )
         )
     if config.report_epochs:
         extra_callbacks.append(_ReportEpochs(state, config, x_test, y_test))

@@ -74,9 +74,22 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 
 
 def mlflow_command(uri: str, port: int, workers: int, artifact_root: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--backend-store-uri", uri,
-           "--app-name", APP_NAME]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        uri,
+        "--app-name",
+        APP_NAME,
+    ]
     if artifact_root:
         cmd += ["--default-artifact-root", artifact_root]
     return cmd

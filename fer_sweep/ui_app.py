@@ -91,10 +91,10 @@ def _open():
 
     experiment = request.args.get("experiment")
     if experiment is not None and not _EXPERIMENT_ID.fullmatch(experiment):
-        return Response(f"not an experiment id: {experiment!r}\n", status=400,
-                        mimetype="text/plain")  # fmt: skip
-    return Response(page(experiment), mimetype="text/html",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+        return Response(
+            f"not an experiment id: {experiment!r}\n", status=400, mimetype="text/plain"
+        )
+    return Response(page(experiment), mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 
 def create_app():

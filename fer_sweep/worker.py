@@ -80,8 +80,13 @@ def next_step(outcomes: Sequence[Outcome], max_retries: int) -> Step:
     outcomes, oldest first). Each attempt speaks for itself: an earlier interruption does
     not make a later error resumable, and only errors and lost workers use up retries."""
     last = outcomes[-1]
-    if last in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, Outcome.REFUSED,
-                Outcome.SKIPPED):  # fmt: skip
+    if last in (
+        Outcome.COMPLETE,
+        Outcome.PRUNED,
+        Outcome.DIVERGED,
+        Outcome.REFUSED,
+        Outcome.SKIPPED,
+    ):
         return Step.DONE
     if last is Outcome.INTERRUPTED:
         return Step.RESUME
@@ -144,8 +149,10 @@ def resumes_first(trials: Sequence[FrozenTrial]) -> list[int]:
         i = next((i for i, a in enumerate(lin) if a.number == t.number), 0)
         return i > 0 and outcome_of_trial(lin[i - 1]) is Outcome.INTERRUPTED
 
-    waiting = sorted((t for t in trials if t.state == TrialState.WAITING and not skipped(t)),
-                     key=lambda t: t.number)  # fmt: skip
+    waiting = sorted(
+        (t for t in trials if t.state == TrialState.WAITING and not skipped(t)),
+        key=lambda t: t.number,
+    )
     last = max((t.number for t in waiting if resumes(t)), default=None)
     if last is None:
         return []
@@ -305,8 +312,9 @@ def put_resumes_first(study: optuna.Study) -> int:
             )
         )
         storage.set_trial_user_attr(t._trial_id, OUTCOME, Outcome.SKIPPED.value)
-        storage.set_trial_user_attr(t._trial_id, REASON, "queued again behind the resume of "
-                                    "an interrupted trial")  # fmt: skip
+        storage.set_trial_user_attr(
+            t._trial_id, REASON, "queued again behind the resume of an interrupted trial"
+        )
         storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         moved += 1
     return moved
@@ -464,8 +472,11 @@ class Worker:
         if self.max_trials is not None and self.trained >= self.max_trials:
             return False
         if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
-            print(f"study {self.study.study_name}: the sampler proposed {self.skips_in_a_row} "
-                  "points in a row that were already tried; stopping", file=sys.stderr)  # fmt: skip
+            print(
+                f"study {self.study.study_name}: the sampler proposed {self.skips_in_a_row} "
+                "points in a row that were already tried; stopping",
+                file=sys.stderr,
+            )
             return False
         # A dead worker's trial is only noticed when a trial starts; look now, so that a worker
         # that joins when the stale trial is the only one left still runs it.
@@ -541,8 +552,11 @@ class Worker:
         raise AttemptFailed(reason)
 
     def _record(self, trial: optuna.Trial, report: AttemptReport) -> None:
-        for key, value in {**report.attrs, OUTCOME: report.outcome.value,
-                           REASON: report.reason}.items():  # fmt: skip
+        for key, value in {
+            **report.attrs,
+            OUTCOME: report.outcome.value,
+            REASON: report.reason,
+        }.items():
             trial.set_user_attr(key, value)
 
     def _after(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -552,8 +566,11 @@ class Worker:
         if step is Step.RETRY:
             print(f"trial {trial.number}: trying its configuration again", file=sys.stderr)
         elif step is Step.GIVE_UP:
-            print(f"trial {trial.number}: failed {self.max_retries + 1} time(s); recorded as "
-                  f"failed: {trial.user_attrs.get(REASON, '')}", file=sys.stderr)  # fmt: skip
+            print(
+                f"trial {trial.number}: failed {self.max_retries + 1} time(s); recorded as "
+                f"failed: {trial.user_attrs.get(REASON, '')}",
+                file=sys.stderr,
+            )
 
 
 def resolved_params(sampled: Mapping[str, Any], config: TrainConfig) -> dict[str, Any]:

@@ -141,16 +141,31 @@ def fake_result(config, workdir: Path, callbacks=(), **_):
     from fer_sweep.train import SplitReport, TrainResult
 
     acc = 0.5 - config.fc_dropout / 4
-    logs = {"loss": 1.5, "accuracy": acc + 0.1, "val_loss": 1.6, "val_accuracy": acc,
-            "epoch_seconds": 0.1}  # fmt: skip
+    logs = {
+        "loss": 1.5,
+        "accuracy": acc + 0.1,
+        "val_loss": 1.6,
+        "val_accuracy": acc,
+        "epoch_seconds": 0.1,
+    }
     for callback in callbacks:
         if isinstance(callback, EpochLogger):
             callback.on_epoch_end(0, logs)
     report = SplitReport(accuracy=acc - 0.01, per_class=[acc] * 7, confusion=[[1] * 7] * 7)
-    return TrainResult(config=config, epochs_trained=1, history={k: [v] for k, v in logs.items()},
-                       best_epoch=1, best_val_accuracy=acc, final_val_accuracy=acc,
-                       test_final=report, test_best=report, resumed_from_epoch=0,
-                       fit_seconds=0.1, eval_seconds=0.1, workdir=workdir)  # fmt: skip
+    return TrainResult(
+        config=config,
+        epochs_trained=1,
+        history={k: [v] for k, v in logs.items()},
+        best_epoch=1,
+        best_val_accuracy=acc,
+        final_val_accuracy=acc,
+        test_final=report,
+        test_best=report,
+        resumed_from_epoch=0,
+        fit_seconds=0.1,
+        eval_seconds=0.1,
+        workdir=workdir,
+    )
 
 
 @pytest.fixture

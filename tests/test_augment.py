@@ -27,8 +27,11 @@ def _faces(n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _warp(x: np.ndarray, config, seed: int = 0, fill_mode: str = "nearest") -> np.ndarray:
     affine = draw_affine(np.random.default_rng(seed), len(x), 48, config)
-    out = warp(keras.ops.convert_to_tensor(x[..., None].astype("float32")),
-               keras.ops.convert_to_tensor(affine), fill_mode)  # fmt: skip
+    out = warp(
+        keras.ops.convert_to_tensor(x[..., None].astype("float32")),
+        keras.ops.convert_to_tensor(affine),
+        fill_mode,
+    )
     return keras.ops.convert_to_numpy(out)[..., 0]
 
 
@@ -114,8 +117,13 @@ def test_the_warp_matches_tensorflows_projective_transform(fill_mode):
     ours = keras.ops.convert_to_numpy(warp(tf.constant(x), tf.constant(affine), fill_mode))
     transforms = np.concatenate([affine, np.zeros((16, 2), "float32")], axis=1)
     ref = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=[48, 48], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode=fill_mode.upper()).numpy()  # fmt: skip
+        images=x,
+        transforms=transforms,
+        output_shape=[48, 48],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
+    ).numpy()
     np.testing.assert_allclose(ours, ref, atol=1e-3)
 
 
@@ -137,8 +145,14 @@ print(json.dumps({"backend": keras.backend.backend(), "tf": "tensorflow" in sys.
 def _warp_on(backend: str) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     prelude = "from fer_sweep.backend import keep_tensorflow_out; keep_tensorflow_out()\n"
-    done = subprocess.run([sys.executable, "-c", prelude + _ON_BACKEND], env=env, text=True,
-                          capture_output=True, timeout=300, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + _ON_BACKEND],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -15,8 +15,13 @@ VAR = POOLED_ALLOCATOR[0]
 
 def _python(code: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in (VAR, "KERAS_BACKEND")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**clean, **env}, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 

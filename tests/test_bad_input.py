@@ -23,8 +23,13 @@ GOOD_ROW = f"3,{PIXELS},Training\n"
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer_sweep", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "fer_sweep", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def assert_one_line(done: subprocess.CompletedProcess, code: int, *expected: str) -> str:
@@ -78,11 +83,11 @@ DATA_CASES = {
     "2303 pixels": (
         lambda t: _csv(t, HEADER + "3," + " ".join(["1"] * 2303) + ",Training\n"),
         ["2303"],
-    ),  # fmt: skip
+    ),
     "pixel 256": (
         lambda t: _csv(t, HEADER + "3," + " ".join(["256"] * 2304) + ",Training\n"),
         ["256"],
-    ),  # fmt: skip
+    ),
     "label 7": (lambda t: _csv(t, HEADER + f"7,{PIXELS},Training\n"), ["7"]),
     "unknown Usage": (lambda t: _csv(t, HEADER + f"3,{PIXELS},Validation\n"), ["Validation"]),
     "empty file": (lambda t: _csv(t, ""), ["empty"]),
@@ -97,8 +102,9 @@ DATA_CASES = {
 def test_bad_data_is_one_line(tmp_path, case):
     make, expected = DATA_CASES[case]
     path = make(tmp_path)
-    line = assert_one_line_error(run_cli("data", "check", "--data", str(path), cwd=tmp_path),
-                                 *expected)  # fmt: skip
+    line = assert_one_line_error(
+        run_cli("data", "check", "--data", str(path), cwd=tmp_path), *expected
+    )
     assert path.name in line or str(path) in line, line
 
 
@@ -122,17 +128,17 @@ SWEEP_CASES = {
         "momentum: {type: float, low: 0.8, high: 0.99, when: {optimiser: sgd}}",
         "",
         ["optimiser"],
-    ),  # fmt: skip
+    ),
     "unknown sampler": (
         "lr: {type: float, low: 0.001, high: 0.1}",
         "sampler: annealing",
         ["annealing"],
-    ),  # fmt: skip
+    ),
     "unknown pruner": (
         "lr: {type: float, low: 0.001, high: 0.1}",
         "pruner: {type: guess}",
         ["guess"],
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -151,8 +157,9 @@ def test_bad_sweep_file_is_refused_before_training(tmp_path, case, synthetic_csv
 
 
 def test_bad_set_value_is_one_line(tmp_path, synthetic_csv):
-    done = run_cli("train", "--set", "lr=abc", "--data", str(synthetic_csv), "--epochs", "1",
-                   cwd=tmp_path)  # fmt: skip
+    done = run_cli(
+        "train", "--set", "lr=abc", "--data", str(synthetic_csv), "--epochs", "1", cwd=tmp_path
+    )
     assert_one_line_error(done, "lr")
 
 
@@ -261,8 +268,9 @@ def _store_run(status: str, **tags: str) -> str:
         ("FINISHED", {"optuna.trial": "3", "optuna.study": "dropout-smoke"}, ["dropout-smoke"]),
     ],
 )
-def test_train_resume_never_writes_a_finished_run_or_a_sweeps(tmp_path, synthetic_csv, status,
-                                                              tags, words):  # fmt: skip
+def test_train_resume_never_writes_a_finished_run_or_a_sweeps(
+    tmp_path, synthetic_csv, status, tags, words
+):
     from mlflow.tracking import MlflowClient
 
     from fer_sweep.settings import Settings
@@ -307,8 +315,11 @@ def test_a_dataset_with_an_empty_split_is_refused_before_anything_is_written(
 ):
     make, words = EMPTY_SPLIT_CASES[case]
     path = make(tmp_path)
-    args = {"data check": ["data", "check"], "train": ["train", "--preset", "thesis-top1"],
-            "sweep": ["sweep", "dropout", "--budget", "smoke", "--no-live"]}[command]  # fmt: skip
+    args = {
+        "data check": ["data", "check"],
+        "train": ["train", "--preset", "thesis-top1"],
+        "sweep": ["sweep", "dropout", "--budget", "smoke", "--no-live"],
+    }[command]
     done = run_cli(*args, "--data", str(path), cwd=tmp_path)
     assert_one_line_error(done, path.name, "no", *words)
     assert not (tmp_path / "mlruns").exists()
@@ -373,12 +384,14 @@ def read_only_store(tmp_path, _empty_mlflow_db):
 def test_a_read_only_store_says_read_only(tmp_path, read_only_store, monkeypatch):
     monkeypatch.setenv("FER_SWEEP_STORE", str(read_only_store))
     elsewhere = f"sqlite:///{tmp_path / 'writable' / 'optuna.db'}"
-    done = run_cli("study", "create", "dropout", "--budget", "smoke", "--storage", elsewhere,
-                   cwd=tmp_path)  # fmt: skip
+    done = run_cli(
+        "study", "create", "dropout", "--budget", "smoke", "--storage", elsewhere, cwd=tmp_path
+    )
     assert_one_line(done, 1, str(read_only_store / "mlflow.db"), "read-only")
     tracking = f"sqlite:///{tmp_path / 'writable' / 'mlflow.db'}"
-    done = run_cli("study", "create", "dropout", "--budget", "smoke", "--tracking-uri", tracking,
-                   cwd=tmp_path)  # fmt: skip
+    done = run_cli(
+        "study", "create", "dropout", "--budget", "smoke", "--tracking-uri", tracking, cwd=tmp_path
+    )
     assert_one_line(done, 1, str(read_only_store / "optuna.db"), "read-only")
 
 

@@ -12,8 +12,9 @@ from benchmarks.bench import render, run_benchmark
 @pytest.mark.slow
 def test_benchmark_code_path_on_tiny_sizes(fer_csv, tmp_path):
     # The JAX row's trainer path is test_cli's JAX run; here it would only add a process.
-    result = run_benchmark(data=fer_csv, arch="A", quick=True, out_dir=tmp_path, rounds=1, steps=3,
-                           backends=False)  # fmt: skip
+    result = run_benchmark(
+        data=fer_csv, arch="A", quick=True, out_dir=tmp_path, rounds=1, steps=3, backends=False
+    )
     assert result["machine"]["tensorflow_allocator"] == "pooled (BFC)"
     assert result["allocator"]["malloc"]["median"] > 0
     assert result["allocator"]["pooled"]["median"] > 0

@@ -26,8 +26,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_resume_fixture",
-                                                  FIXTURES / "make_resume_fixture.py")  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "make_resume_fixture", FIXTURES / "make_resume_fixture.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -43,8 +44,7 @@ def fixture(tmp_path_factory):
 def test_the_fixture_is_the_committed_layout(fixture):
     gen, _ = fixture
     ckpt = checkpoint_path(gen.RUN)
-    assert sorted(p.name for p in ckpt.iterdir()) == ["best.weights.h5", "model.keras",
-                                                       STATE_FILE]  # fmt: skip
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.weights.h5", "model.keras", STATE_FILE]
     assert checkpoint_epoch(gen.RUN) == gen.STOPPED_AFTER
     saved = json.loads((ckpt / STATE_FILE).read_text())
     # The config it was written with still validates, and is the generator's.
@@ -104,9 +104,13 @@ def test_the_committed_run_resumes_on_jax(fixture, tmp_path):
     gen, _ = fixture
     folder = tmp_path / "tiny-seed3"
     shutil.copytree(gen.RUN, folder)
-    out = subprocess.run([sys.executable, "-c", _RESUME_ON_JAX, str(gen.DATA), str(folder),
-                          str(FIXTURES)], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _RESUME_ON_JAX, str(gen.DATA), str(folder), str(FIXTURES)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["resumed_from"] == gen.STOPPED_AFTER and not got["tensorflow"]

@@ -11,8 +11,13 @@ from fer_sweep.thesis import PARAMETER_COUNTS
 
 
 def fer(*args, timeout=600, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fer_sweep", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "fer_sweep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def test_models_prints_the_thesis_table():
@@ -43,8 +48,19 @@ def test_data_check_prints_the_real_counts(real_data_path):
 
 def test_train_a_short_run_and_rank_it(tmp_path, fer_csv):
     # 60 images are one batch: three epochs give the step schedule's three rates one each.
-    out = fer("train", "--preset", "thesis-top1", "--epochs", 3, "--subset", 60,
-              "--data", fer_csv, "--no-progress", cwd=tmp_path)  # fmt: skip
+    out = fer(
+        "train",
+        "--preset",
+        "thesis-top1",
+        "--epochs",
+        3,
+        "--subset",
+        60,
+        "--data",
+        fer_csv,
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "PrivateTest final" in out.stdout
     run_id = out.stdout.split()[-1]
@@ -78,19 +94,46 @@ def test_train_on_jax_runs_without_tensorflow(tmp_path, fer_csv):
     # The command; the synthetic set (70 Training images, no real data beside the repo)
     # needs a smaller batch to give the step schedule an update per rate.
     small = [] if "slice" in fer_csv.name else ["--set", "batch_size=16"]
-    args = ["train", "--preset", "thesis-top1", "--epochs", "1", "--subset", "300", *small,
-            "--data", str(fer_csv), "--no-progress"]  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", _CLI_THEN_MODULES, *args], capture_output=True,
-                         text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+    args = [
+        "train",
+        "--preset",
+        "thesis-top1",
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
+        *small,
+        "--data",
+        str(fer_csv),
+        "--no-progress",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", _CLI_THEN_MODULES, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "PrivateTest final" in out.stdout
     assert out.stdout.rstrip().endswith("# tensorflow loaded: False"), out.stdout[-2000:]
 
 
 def test_a_step_schedule_without_an_update_per_rate_is_one_line(tmp_path, fer_csv):
-    out = fer("train", "--preset", "thesis-top1", "--epochs", 1, "--subset", 60,
-              "--data", fer_csv, "--no-progress", cwd=tmp_path)  # fmt: skip
+    out = fer(
+        "train",
+        "--preset",
+        "thesis-top1",
+        "--epochs",
+        1,
+        "--subset",
+        60,
+        "--data",
+        fer_csv,
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "step schedule with 2 drop(s) needs more than 1 update(s)" in out.stderr
 

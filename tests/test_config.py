@@ -9,13 +9,22 @@ from fer_sweep.errors import UserError
 def test_presets_are_the_thesis_top3():
     top1 = load_config(preset="thesis-top1")
     assert (top1.arch, top1.activation, top1.bn_position, top1.initializer) == (
-        "C", "elu", "after", "he_normal")  # fmt: skip
+        "C",
+        "elu",
+        "after",
+        "he_normal",
+    )
     assert (top1.optimizer, top1.lr, top1.batch_size, top1.epochs) == ("adam", 1e-3, 64, 80)
     assert (top1.conv_dropout, top1.fc_dropout) == (0.3, 0.3)
     assert top1.step_epochs() == [40, 60]
     top3 = load_config(preset="thesis-top3")
     assert (top3.schedule, top3.decay, top3.lr, top3.batch_size, top3.epochs) == (
-        "time_decay", 1e-3, 0.1, 128, 100)  # fmt: skip
+        "time_decay",
+        1e-3,
+        0.1,
+        128,
+        100,
+    )
     assert set(PRESETS) == {"thesis-top1", "thesis-top2", "thesis-top3"}
 
 
@@ -96,7 +105,7 @@ def test_step_epochs_scale_with_a_shortened_run():
         (
             {"schedule": "step", "step_unit": "epoch", "step_boundaries": (8, 12), "epochs": 10},
             "never happens",
-        ),  # fmt: skip
+        ),
         ({"report_epochs": (90,), "epochs": 80}, "past the run"),
         ({"report_epochs": (60, 40)}, "strictly increasing"),
     ],

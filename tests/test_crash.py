@@ -46,8 +46,9 @@ DROPOUT = """dropout:
 STUDY = "crash-tiny"
 
 
-def write_spec(tmp_path: Path, *, base="optimizer: adam, lr: 1.0e-3", space=DROPOUT,
-               epochs=EPOCHS) -> Path:  # fmt: skip
+def write_spec(
+    tmp_path: Path, *, base="optimizer: adam, lr: 1.0e-3", space=DROPOUT, epochs=EPOCHS
+) -> Path:
     path = tmp_path / "crash.yaml"
     path.write_text(SPEC.format(base=base, space=space, epochs=epochs))
     return path
@@ -107,8 +108,10 @@ def wait_for_checkpoint(cli: Cli, trial: int, epoch: int = 1, timeout: float = 4
         if done >= epoch:
             return done
         if cli.proc.poll() is not None:
-            pytest.fail(f"exited ({cli.proc.returncode}) before trial {trial} checkpointed:\n"
-                        f"{cli.output[-3000:]}")  # fmt: skip
+            pytest.fail(
+                f"exited ({cli.proc.returncode}) before trial {trial} checkpointed:\n"
+                f"{cli.output[-3000:]}"
+            )
         time.sleep(0.1)
     cli.kill()
     pytest.fail(f"trial {trial} had no checkpoint after {timeout} s:\n{cli.output[-3000:]}")
@@ -168,7 +171,10 @@ def test_sigkill_mid_trial_is_retried_from_its_checkpoint(tmp_path, spec, fer_cs
 
     after = {t.number: t for t in trials()}
     assert [after[n].state for n in sorted(after)] == [
-        TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]  # fmt: skip
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
     retry = after[2]
     assert retry.system_attrs["failed_trial"] == 1
     assert retry.params == after[1].params
@@ -247,19 +253,40 @@ def test_second_ctrl_c_exits_at_once_and_both_stores_stay_usable(tmp_path, spec,
             assert "mlflow_run_id" not in t.user_attrs
             continue
         assert run_of(t, client).info.status != "RUNNING"
-    ranking = subprocess.run([sys.executable, "-m", "fer_sweep", "best", "--study", STUDY],
-                             capture_output=True, text=True, env=env(), timeout=300)  # fmt: skip
+    ranking = subprocess.run(
+        [sys.executable, "-m", "fer_sweep", "best", "--study", STUDY],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert ranking.returncode == 0, ranking.stderr
 
 
 @pytest.mark.parametrize("store", ["storage", "tracking"])
 def test_unreachable_store_is_one_line_before_training(tmp_path, spec, fer_csv, store):
     port = free_port()  # nothing listens there
-    option = {"storage": ["--storage", f"postgresql://nobody@127.0.0.1:{port}/optuna"],
-              "tracking": ["--tracking-uri", f"http://127.0.0.1:{port}"]}[store]  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "fer_sweep", "sweep", str(spec), "--no-live",
-                           "--data", str(fer_csv), *option], capture_output=True, text=True,
-                          env=env(), timeout=300)  # fmt: skip
+    option = {
+        "storage": ["--storage", f"postgresql://nobody@127.0.0.1:{port}/optuna"],
+        "tracking": ["--tracking-uri", f"http://127.0.0.1:{port}"],
+    }[store]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fer_sweep",
+            "sweep",
+            str(spec),
+            "--no-live",
+            "--data",
+            str(fer_csv),
+            *option,
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     line = one_error_line(done.stderr)
     assert "unreachable" in line and str(port) in line
@@ -282,8 +309,9 @@ def test_tracking_server_lost_mid_trial_still_reaches_optuna(
     tmp_path, fer_csv, mlflow_server, cleanup
 ):
     uri, pid, password = mlflow_server
-    spec = write_spec(tmp_path, space=DROPOUT.replace('\n      "b": {conv_dropout: 0.0, '
-                                                      'fc_dropout: 0.0}', ""))  # fmt: skip
+    spec = write_spec(
+        tmp_path, space=DROPOUT.replace('\n      "b": {conv_dropout: 0.0, fc_dropout: 0.0}', "")
+    )
     cli = sweep(
         tmp_path,
         spec,

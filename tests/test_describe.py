@@ -76,8 +76,9 @@ def test_a_trial_note_compares_with_the_thesis_only_where_best_does():
     from fer_sweep.ranking import Ranked
 
     def note(config, final, epochs):
-        return describe.trial_note(config, private_final=final, private_at_best=0.6,
-                                   best_epoch=1, epochs_trained=epochs)  # fmt: skip
+        return describe.trial_note(
+            config, private_final=final, private_at_best=0.6, best_epoch=1, epochs_trained=epochs
+        )
 
     smoke = load_config(preset="thesis-top2", epochs=2, subset=300)
     text = note(smoke, 0.612345, 2)
@@ -99,9 +100,10 @@ def test_a_trial_note_compares_with_the_thesis_only_where_best_does():
     assert note(full, 0.6688, 79).splitlines()[0].endswith("(not comparable with thesis)")
 
     # best decides it the same way: comparable rows only for the same three cases.
-    assert [thesis.comparable(c, e)[0] is not None
-            for c, e in ((smoke, 2), (other, 80), (full, 80), (full, 79))] == [
-        False, False, True, False]  # fmt: skip
+    assert [
+        thesis.comparable(c, e)[0] is not None
+        for c, e in ((smoke, 2), (other, 80), (full, 80), (full, 79))
+    ] == [False, False, True, False]
     assert Ranked.__dataclass_fields__["comparable"].default is False
 
 
@@ -182,8 +184,9 @@ def test_the_study_run_note_gives_the_best_trial_in_percent():
 def test_the_study_note_compares_its_best_trial_only_when_comparable():
     import optuna
 
-    best = optuna.trial.create_trial(value=0.65, user_attrs={mn.PRIVATE_FINAL: 0.6700,
-                                                             mn.EPOCHS_TRAINED: 80})  # fmt: skip
+    best = optuna.trial.create_trial(
+        value=0.65, user_attrs={mn.PRIVATE_FINAL: 0.6700, mn.EPOCHS_TRAINED: 80}
+    )
     best.number = 0
     full = describe.study_summary("t", best, 1, load_config(preset="thesis-top1"))
     assert full.splitlines()[0] == "Best: 67.00 % vs thesis 66.55 % (+0.45)"

@@ -88,9 +88,11 @@ def test_a_missing_pace_is_measured_once_then_read_from_the_cache(tmp_path):
     stored = json.loads(cache.path.read_text())
     assert stored[pace_key("tensorflow", "C", 64, SHORT_FIT)]["how"] == "4 batches of a short fit"
     line = forecast_line(budget_reason("quick", False, ["smoke", "quick", "thesis"]), first)
-    assert line.startswith("budget quick (default; BUDGET=smoke|quick|thesis to choose) · "
-                           "6 trials left × 10 epochs · forecast 2 h 24 min on this machine "
-                           "(tensorflow, ")  # fmt: skip
+    assert line.startswith(
+        "budget quick (default; BUDGET=smoke|quick|thesis to choose) · "
+        "6 trials left × 10 epochs · forecast 2 h 24 min on this machine "
+        "(tensorflow, "
+    )
     assert "pace of C measured 2026-12-04 13:40 UTC, 4 batches of a short fit) over 2 jobs" in line
 
 
@@ -98,8 +100,12 @@ def test_finished_epochs_replace_the_short_fit_for_their_own_training_set_size(t
     cache = PaceCache(tmp_path)
     config = load_config(arch="C", batch_size=64)
     cache.put(pace_key("tensorflow", "C", 64, SHORT_FIT), Pace(0.01, "2026-12-04T13:40", "fit"))
-    cache.record_epochs(pace_key("tensorflow", "C", 64, 28_709), [900.0, 1200.0, 1100.0],
-                        28_709, "trial 3 of dropout-quick")  # fmt: skip
+    cache.record_epochs(
+        pace_key("tensorflow", "C", 64, 28_709),
+        [900.0, 1200.0, 1100.0],
+        28_709,
+        "trial 3 of dropout-quick",
+    )
     full = forecast([Work(config, 2, 28_709)], cache, backend="tensorflow", measure=None)
     assert full.seconds == pytest.approx(2 * 1100.0)  # the median epoch, validation included
     assert full.paces["C"].how == "median of 3 finished epoch(s) of trial 3 of dropout-quick"
@@ -132,8 +138,9 @@ class Scripted(Runner):
 
 def test_the_work_left_skips_finished_trials_and_a_resume_trains_only_its_rest(tmp_path, spec):
     settings = Settings.resolve(store_dir=tmp_path / "mlruns", environ={})
-    study = create_or_resume(spec, settings, budget="smoke",
-                             storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    study = create_or_resume(
+        spec, settings, budget="smoke", storage=optuna.storages.InMemoryStorage()
+    )
     plan = make_plan(spec, "smoke")
     assert [w.epochs for w in sweep_work(plan, study.get_trials(), total_images=28_709)] == [2] * 3
     stop = threading.Event()
@@ -155,8 +162,9 @@ def test_the_work_left_skips_finished_trials_and_a_resume_trains_only_its_rest(t
 
 def test_several_seeds_multiply_the_work_and_a_trial_stopped_in_seed_1_keeps_seed_0(tmp_path, spec):
     settings = Settings.resolve(store_dir=tmp_path / "mlruns", environ={})
-    study = create_or_resume(spec, settings, budget="smoke", seeds=3,
-                             storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    study = create_or_resume(
+        spec, settings, budget="smoke", seeds=3, storage=optuna.storages.InMemoryStorage()
+    )
     plan = make_plan(spec, "smoke")
     fresh = sweep_work(plan, study.get_trials(), total_images=28_709, seeds=3)
     assert [(w.epochs, w.seeds) for w in fresh] == [(6, 3)] * 3  # 3 seeds of 2 epochs
@@ -181,9 +189,16 @@ def test_a_trial_publishes_its_epoch_and_prints_a_line_per_epoch():
     now = [1000.0]
     published, epochs = [], []
     out = io.StringIO()
-    bar = TrialProgress("trial 3", epochs=2, steps=10, batch_size=64,
-                        publish=published.append, epoch_done=epochs.append, lines=True,
-                        clock=lambda: now[0])  # fmt: skip
+    bar = TrialProgress(
+        "trial 3",
+        epochs=2,
+        steps=10,
+        batch_size=64,
+        publish=published.append,
+        epoch_done=epochs.append,
+        lines=True,
+        clock=lambda: now[0],
+    )
     with contextlib.redirect_stdout(out):
         bar.on_epoch_begin(0)
         for b in range(4):
@@ -194,16 +209,19 @@ def test_a_trial_publishes_its_epoch_and_prints_a_line_per_epoch():
     state = published[0]
     assert (state["batch"], state["steps"], state["images_per_s"]) == (3, 10, 32.0)
     assert epochs == [[8.0]]
-    assert out.getvalue() == ("trial 3 epoch 1/2  loss 1.5000 val_accuracy 0.2500  8 s  "
-                              "ETA of the trial 8 s\n")  # fmt: skip
+    assert out.getvalue() == (
+        "trial 3 epoch 1/2  loss 1.5000 val_accuracy 0.2500  8 s  ETA of the trial 8 s\n"
+    )
 
     study = optuna.create_study()
     trial = study.ask()
     trial.set_user_attr(EPOCH_PROGRESS, state)
     # 7 batches of 64 images at 32 images/s, published 4 s ago: 10 s to go.
     message = epoch_end_message(study.get_trials(), now=state["at"] + 4)
-    assert message == ("the current epoch ends in about 10 s (trial 0: batch 3/10, "
-                       "32 images/s, epoch ends in 10 s)")  # fmt: skip
+    assert message == (
+        "the current epoch ends in about 10 s (trial 0: batch 3/10, "
+        "32 images/s, epoch ends in 10 s)"
+    )
     from fer_sweep.processes import stop_message
 
     said = stop_message(lambda: message)
@@ -217,14 +235,27 @@ def test_the_live_eta_uses_this_sweeps_finished_epochs_not_attempt_durations():
         trial = study.ask()
         trial.set_user_attr(EPOCH_SECONDS, seconds)
         study.tell(trial, state=TrialState.FAIL)  # cut short: its epochs still count
-    view = StudyView(study, n_trials=3, epochs=10, jobs=2, epochs_left=lambda trials: 12,
-                     console=Console(file=io.StringIO()))  # fmt: skip
+    view = StudyView(
+        study,
+        n_trials=3,
+        epochs=10,
+        jobs=2,
+        epochs_left=lambda trials: 12,
+        console=Console(file=io.StringIO()),
+    )
     assert view.eta(study.get_trials(), 0.0) == (
         "20 min for 12 more epoch(s) at this sweep's 200 s an epoch (median of 3)"
     )
     fresh = optuna.create_study()
-    ahead = StudyView(fresh, n_trials=3, epochs=10, jobs=1, epochs_left=lambda trials: 30,
-                      forecast_seconds=3600, console=Console(file=io.StringIO()))  # fmt: skip
+    ahead = StudyView(
+        fresh,
+        n_trials=3,
+        epochs=10,
+        jobs=1,
+        epochs_left=lambda trials: 30,
+        forecast_seconds=3600,
+        console=Console(file=io.StringIO()),
+    )
     assert ahead.eta([], ahead.started + 600) == (
         "50 min by the forecast (no epoch of this sweep finished yet)"
     )
@@ -248,12 +279,17 @@ def test_the_live_view_shows_where_a_running_trial_is_inside_its_epoch():
     study = optuna.create_study()
     trial = study.ask()
     trial.report(0.3125, step=1)
-    state = {"epoch": 2, "batch": 120, "steps": 449, "batch_size": 64, "images_per_s": 64.0,
-             "at": time.time()}  # fmt: skip
+    state = {
+        "epoch": 2,
+        "batch": 120,
+        "steps": 449,
+        "batch_size": 64,
+        "images_per_s": 64.0,
+        "at": time.time(),
+    }
     trial.set_user_attr(EPOCH_PROGRESS, state)
     out = io.StringIO()
-    view = StudyView(study, n_trials=1, epochs=10, jobs=1,
-                     console=Console(file=out, width=200))  # fmt: skip
+    view = StudyView(study, n_trials=1, epochs=10, jobs=1, console=Console(file=out, width=200))
     view.live.console.print(view.render())
     shown = out.getvalue()
     assert (

@@ -45,18 +45,37 @@ def two_processes(tmp_path_factory):
     # this process may have left in the environment, and name the stores outright.
     skip = ("JAX_", "XLA_", "MLFLOW_", "FER_SWEEP_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env.update(KERAS_BACKEND="jax", JAX_LOG_COMPILES="1", FER_SWEEP_CACHE=str(root / "cache"),
-               FER_SWEEP_STORE=str(root / "mlruns"),
-               # JAX caches only what took a second or more to compile; on a fast machine a
-               # step of this tiny model may not, so every compilation is cached here.
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # fmt: skip
+    env.update(
+        KERAS_BACKEND="jax",
+        JAX_LOG_COMPILES="1",
+        FER_SWEEP_CACHE=str(root / "cache"),
+        FER_SWEEP_STORE=str(root / "mlruns"),
+        # JAX caches only what took a second or more to compile; on a fast machine a
+        # step of this tiny model may not, so every compilation is cached here.
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
     logs, entries = [], None
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-m", "fer_sweep", "train", "--config",
-                              str(root / "trial.yaml"), "--data", str(DATA), "--no-progress",
-                              "--tracking-uri", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"],
-                             capture_output=True, text=True, timeout=900, cwd=root,
-                             env=env)  # fmt: skip
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fer_sweep",
+                "train",
+                "--config",
+                str(root / "trial.yaml"),
+                "--data",
+                str(DATA),
+                "--no-progress",
+                "--tracking-uri",
+                f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=root,
+            env=env,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         assert "epochs 4" in out.stdout
         logs.append(out.stderr)
@@ -73,9 +92,12 @@ def test_a_trial_compiles_its_train_step_twice_over_all_its_epochs(two_processes
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("fer-sweep-train").experiment_id],
-                                filter_string="attributes.start_time > 0", max_results=1,
-                                order_by=["attributes.start_time ASC"])  # fmt: skip
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("fer-sweep-train").experiment_id],
+        filter_string="attributes.start_time > 0",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "train/learning_rate")]
     assert len(rates) == 4 and len(set(rates)) > 1, rates
 

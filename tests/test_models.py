@@ -14,8 +14,9 @@ def test_trainable_parameters_match_the_thesis(arch):
     assert trainable_parameters(model) == PARAMETER_COUNTS[arch]
 
 
-@pytest.mark.parametrize(("arch", "layers"), [("A", 7), ("B", 7), ("C", 9), ("D", 10), ("E", 11),
-                                              ("F", 12)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("arch", "layers"), [("A", 7), ("B", 7), ("C", 9), ("D", 10), ("E", 11), ("F", 12)]
+)
 def test_weight_layers(arch, layers):
     model = build_model(load_config(arch=arch))
     weighted = [

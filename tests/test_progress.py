@@ -105,8 +105,9 @@ class _ReadsEveryBatch(EpochProgress):
     async_safe = False  # what a callback with a batch hook is unless it says otherwise
 
 
-@pytest.mark.parametrize(("bar_type", "async_dispatch"),
-                         [(EpochProgress, True), (_ReadsEveryBatch, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bar_type", "async_dispatch"), [(EpochProgress, True), (_ReadsEveryBatch, False)]
+)
 def test_on_a_thread_safe_backend_the_training_thread_converts_no_batch_logs(
     monkeypatch, bar_type, async_dispatch
 ):
@@ -140,9 +141,17 @@ def test_no_callback_of_a_trial_turns_keras_async_batch_dispatch_off():
 
     from fer_sweep import attempt, tracking, train
 
-    classes = [train._Bookkeeping, train._Plateau, train._ReportEpochs, train._CheckpointAndStop,
-               tracking.EpochLogger, tracking.CheckpointUploader, attempt.PruningCallback,
-               EpochProgress, TrialProgress]  # fmt: skip
+    classes = [
+        train._Bookkeeping,
+        train._Plateau,
+        train._ReportEpochs,
+        train._CheckpointAndStop,
+        tracking.EpochLogger,
+        tracking.CheckpointUploader,
+        attempt.PruningCallback,
+        EpochProgress,
+        TrialProgress,
+    ]
     for cls in classes:
         hooks = ("on_batch_end", "on_train_batch_end")
         assert getattr(cls, "async_safe", False) or all(

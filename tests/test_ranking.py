@@ -234,8 +234,11 @@ def test_a_studys_report_metrics_are_shown_beside_never_ranked_by(tmp_path):
     class TrainAccuracy(Runner):
         def run(self, attempt, trial):
             public = 0.3 + attempt.config.fc_dropout / 10
-            attrs = {names.TRAIN_BEST: 0.9 - attempt.config.fc_dropout, names.BEST_EPOCH: 2.0,
-                     names.PRIVATE_AT_EPOCH: {"1": 0.25}}  # fmt: skip
+            attrs = {
+                names.TRAIN_BEST: 0.9 - attempt.config.fc_dropout,
+                names.BEST_EPOCH: 2.0,
+                names.PRIVATE_AT_EPOCH: {"1": 0.25},
+            }
             return AttemptReport(Outcome.COMPLETE, value=public, attrs=attrs)
 
     storage = optuna.storages.InMemoryStorage()

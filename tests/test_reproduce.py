@@ -68,8 +68,10 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
     # A seed never started is estimated from the pace the other runs measured.
     with_seed1 = write_report(tmp_path, None, seeds=(0, 1)).read_text()  # no ensembles
     pace = statistics.median(r.seconds_per_epoch for r in collect(tmp_path, seeds=(0,)))
-    assert (f"- thesis-top3 seed 1: not run yet; 100 epochs left, about "
-            f"{100 * pace / 3600:.1f} h at {pace:.0f} s an epoch.") in with_seed1  # fmt: skip
+    assert (
+        f"- thesis-top3 seed 1: not run yet; 100 epochs left, about "
+        f"{100 * pace / 3600:.1f} h at {pace:.0f} s an epoch."
+    ) in with_seed1
     report = write_report(tmp_path, fer_dataset, seeds=(0,)).read_text()
     assert "| thesis-top1 | 66.55 | 0 | - | - | - |" in report  # no full-length run yet
     ensemble = next(line for line in report.splitlines() if line.startswith("| 0 | shortened"))
@@ -91,8 +93,15 @@ def _partial_run(out, seconds, starts):
     (checkpoint_path(folder) / STATE_FILE).write_text(
         json.dumps({"state": state, "config": {"epochs": 80}})
     )
-    entries = [{"started": f"2026-11-29T0{i}:00:00+00:00", "from_epoch": e, "backend": b,
-                "hardware": "2 CPU cores"} for i, (e, b) in enumerate(starts)]  # fmt: skip
+    entries = [
+        {
+            "started": f"2026-11-29T0{i}:00:00+00:00",
+            "from_epoch": e,
+            "backend": b,
+            "hardware": "2 CPU cores",
+        }
+        for i, (e, b) in enumerate(starts)
+    ]
     (folder / SESSIONS_FILE).write_text(json.dumps(entries))
     return folder
 
@@ -106,14 +115,19 @@ def test_the_report_splits_a_run_by_session_and_estimates_from_the_latest_pace(t
     )
     found = sessions(folder)
     assert [(s.first_epoch, s.last_epoch, s.seconds) for s in found] == [
-        (1, 2, [800.0, 810.0]), (3, 2, []), (3, 5, [480.0, 500.0, 490.0])]  # fmt: skip
+        (1, 2, [800.0, 810.0]),
+        (3, 2, []),
+        (3, 5, [480.0, 500.0, 490.0]),
+    ]
     row = next(r for r in collect(tmp_path, seeds=(0,)) if r.recipe == "thesis-top1")
     assert row.seconds_per_epoch == 500.0 and row.recent_seconds_per_epoch == 490.0
 
     report = write_report(tmp_path, seeds=(0,)).read_text()
     # What is left is estimated at today's pace, not at the median the slow epochs inflate.
-    assert ("- thesis-top1 seed 0: stopped after epoch 5 of 80; 75 epochs left, about "
-            "10.2 h at 490 s an epoch (its latest session's median)") in report  # fmt: skip
+    assert (
+        "- thesis-top1 seed 0: stopped after epoch 5 of 80; 75 epochs left, about "
+        "10.2 h at 490 s an epoch (its latest session's median)"
+    ) in report
     # Runs never started are estimated from the same recent pace.
     assert "- thesis-top2 seed 0: not run yet; 80 epochs left, about 10.9 h at 490 s" in report
     assert "| thesis-top1 | 0 | 2026-11-29 00:00:00 | 1-2 | 805 | 800 - 810 | tensorflow |" in (
@@ -127,17 +141,39 @@ def _finished_run(out, recipe, seed, epochs, private_final, private_at_best):
     """A run folder as a completed reproduction leaves it: result.json and one session."""
     folder = workdir(out, recipe, seed)
     folder.mkdir(parents=True)
-    history = {"accuracy": [0.6] * epochs, "val_accuracy": [0.6] * epochs,
-               "epoch_seconds": [500.0] * epochs}  # fmt: skip
-    (folder / RESULT_FILE).write_text(json.dumps({
-        "config": run_config(recipe, seed, epochs).model_dump(mode="json"),
-        "epochs_trained": epochs, "best_epoch": epochs - 3,
-        "public_best": 0.65, "public_final": 0.64, "private_final": private_final,
-        "private_at_best_epoch": private_at_best, "history": history,
-        "backend": "keras 3, tensorflow", "hardware": "2 CPU cores"}))  # fmt: skip
-    (folder / SESSIONS_FILE).write_text(json.dumps([{
-        "started": "2026-11-29T00:00:00+00:00", "from_epoch": 0,
-        "backend": "keras 3, tensorflow", "hardware": "2 CPU cores"}]))  # fmt: skip
+    history = {
+        "accuracy": [0.6] * epochs,
+        "val_accuracy": [0.6] * epochs,
+        "epoch_seconds": [500.0] * epochs,
+    }
+    (folder / RESULT_FILE).write_text(
+        json.dumps(
+            {
+                "config": run_config(recipe, seed, epochs).model_dump(mode="json"),
+                "epochs_trained": epochs,
+                "best_epoch": epochs - 3,
+                "public_best": 0.65,
+                "public_final": 0.64,
+                "private_final": private_final,
+                "private_at_best_epoch": private_at_best,
+                "history": history,
+                "backend": "keras 3, tensorflow",
+                "hardware": "2 CPU cores",
+            }
+        )
+    )
+    (folder / SESSIONS_FILE).write_text(
+        json.dumps(
+            [
+                {
+                    "started": "2026-11-29T00:00:00+00:00",
+                    "from_epoch": 0,
+                    "backend": "keras 3, tensorflow",
+                    "hardware": "2 CPU cores",
+                }
+            ]
+        )
+    )
 
 
 def test_only_full_length_runs_are_set_beside_the_thesis(tmp_path):

@@ -15,16 +15,18 @@ def _lr(schedule, iteration):
 
 
 def test_time_decay_counts_iterations_not_epochs():
-    cfg = load_config(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                      schedule="time_decay", decay=1e-3)  # fmt: skip
+    cfg = load_config(
+        optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, schedule="time_decay", decay=1e-3
+    )
     sched = make_learning_rate(cfg, steps_per_epoch=225)
     for t in (0, 1, 10, 225, 1000, 22_500):
         assert _lr(sched, t) == pytest.approx(0.1 / (1 + 1e-3 * t), rel=1e-6)
 
 
 def test_time_decay_per_epoch_counts_completed_epochs():
-    cfg = load_config(optimizer="sgd", lr=0.1, schedule="time_decay", decay=1e-3,
-                      decay_unit="epoch")  # fmt: skip
+    cfg = load_config(
+        optimizer="sgd", lr=0.1, schedule="time_decay", decay=1e-3, decay_unit="epoch"
+    )
     sched = make_learning_rate(cfg, steps_per_epoch=225)
     for t, epochs_done in ((0, 0), (224, 0), (225, 1), (449, 1), (22_500, 100)):
         assert _lr(sched, t) == pytest.approx(0.1 / (1 + 1e-3 * epochs_done), rel=1e-6)
@@ -78,8 +80,9 @@ def test_cosine_and_constant_and_plateau():
 
 
 def test_optimizers():
-    sgd = make_optimizer(load_config(optimizer="sgd", momentum=0.95, nesterov=True, lr=0.1,
-                                     schedule="constant"), 10)  # fmt: skip
+    sgd = make_optimizer(
+        load_config(optimizer="sgd", momentum=0.95, nesterov=True, lr=0.1, schedule="constant"), 10
+    )
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.95
     adam = make_optimizer(load_config(preset="thesis-top1"), 10)
     assert isinstance(adam, keras.optimizers.Adam)

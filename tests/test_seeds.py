@@ -60,9 +60,14 @@ def _spec(tmp_path, text=PAIR):
 
 @pytest.mark.parametrize(
     ("line", "where"),
-    [("seeds: 0", "seeds"), ("seeds: two", "seeds"), ("seeds: true", "seeds"),
-     ("seeds: 1000", "seeds"), ("budgets: {b: {subset: 0, seeds: -1}}", "budgets.b.seeds")],
-)  # fmt: skip
+    [
+        ("seeds: 0", "seeds"),
+        ("seeds: two", "seeds"),
+        ("seeds: true", "seeds"),
+        ("seeds: 1000", "seeds"),
+        ("budgets: {b: {subset: 0, seeds: -1}}", "budgets.b.seeds"),
+    ],
+)
 def test_a_bad_number_of_seeds_is_one_line_naming_its_key(tmp_path, line, where):
     text = "space: {lr: {type: fixed, value: 0.001}}\nn_trials: 1\n" + line + "\n"
     with pytest.raises(UserError) as err:
@@ -144,12 +149,20 @@ class FakeTrainer:
         labels = np.arange(10) % 7
         pred = np.where(np.arange(10) < 5 + k, labels, (labels + 1) % 7)
         report = report_of(labels, pred)
-        return TrainResult(config=config, epochs_trained=len(curve),
-                           history={"val_accuracy": list(curve), "accuracy": [0.9] * len(curve)},
-                           best_epoch=int(np.argmax(curve)) + 1, best_val_accuracy=max(curve),
-                           final_val_accuracy=curve[-1], test_final=report, test_best=report,
-                           resumed_from_epoch=done, fit_seconds=0.0, eval_seconds=0.0,
-                           workdir=Path(workdir))  # fmt: skip
+        return TrainResult(
+            config=config,
+            epochs_trained=len(curve),
+            history={"val_accuracy": list(curve), "accuracy": [0.9] * len(curve)},
+            best_epoch=int(np.argmax(curve)) + 1,
+            best_val_accuracy=max(curve),
+            final_val_accuracy=curve[-1],
+            test_final=report,
+            test_best=report,
+            resumed_from_epoch=done,
+            fit_seconds=0.0,
+            eval_seconds=0.0,
+            workdir=Path(workdir),
+        )
 
 
 def _worker(tmp_path, fer_dataset, trainer, stop=None):
@@ -161,8 +174,9 @@ def _worker(tmp_path, fer_dataset, trainer, stop=None):
     parent = study_run(client, study, settings.artifact_root)
     loaded, plan = load_for_worker(study.study_name, storage)
     stop = stop or threading.Event()
-    runner = TrainingRunner(study.study_name, settings, client, fer_dataset, stop, parent,
-                            trainer=trainer)  # fmt: skip
+    runner = TrainingRunner(
+        study.study_name, settings, client, fer_dataset, stop, parent, trainer=trainer
+    )
     runner.study = loaded
     return Worker(loaded, plan, runner, max_retries=1, stop_event=stop), loaded, client, runner
 
@@ -183,7 +197,10 @@ def test_a_trials_seeds_nest_under_its_run_its_value_is_their_mean_and_only_seed
     # The pruner saw seed 0's curve only, so every trial's intermediate values are one seed's.
     assert t.intermediate_values == {1: 0.30, 2: 0.50, 3: 0.40}
     assert [(k, folder, pruned) for k, folder, pruned, _ in trainer.calls] == [
-        (0, "seed-0", True), (1, "seed-1", False), (2, "seed-2", False)]  # fmt: skip
+        (0, "seed-0", True),
+        (1, "seed-1", False),
+        (2, "seed-2", False),
+    ]
     # MLflow: the trial's run is the configuration; each seed a run nested under it.
     trial_run = client.get_run(t.user_attrs[RUN_ID])
     seeds = [client.get_run(r) for r in t.user_attrs[SEED_RUNS]]

@@ -10,10 +10,14 @@ from fer_sweep.settings import Settings
 
 
 def test_options_win_over_the_environment_which_wins_over_defaults(tmp_path):
-    env = {"FER_SWEEP_STORE": str(tmp_path / "store"), "FER_SWEEP_GRACE": "9",
-           "FER_SWEEP_HEARTBEAT": "2", "FER_SWEEP_MAX_RETRIES": "0",
-           "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-           "FER_SWEEP_CACHE": "~/elsewhere"}  # fmt: skip
+    env = {
+        "FER_SWEEP_STORE": str(tmp_path / "store"),
+        "FER_SWEEP_GRACE": "9",
+        "FER_SWEEP_HEARTBEAT": "2",
+        "FER_SWEEP_MAX_RETRIES": "0",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "FER_SWEEP_CACHE": "~/elsewhere",
+    }
     s = Settings.resolve(storage="postgresql://db/optuna", environ=env)
     assert s.cache_dir == Path.home() / "elsewhere"
     assert Settings.resolve(cache_dir=tmp_path, environ=env).cache_dir == tmp_path

@@ -144,9 +144,16 @@ def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
 def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
     spec = sweepfile.load_sweep("joint")
     common = dict(
-        arch="C", activation="elu", bn_position="after", conv_dropout=0.3, fc_dropout=0.3,
-        initializer="he_normal", batch_size=64, fc_l2=0.0, augment=True,
-    )  # fmt: skip
+        arch="C",
+        activation="elu",
+        bn_position="after",
+        conv_dropout=0.3,
+        fc_dropout=0.3,
+        initializer="he_normal",
+        batch_size=64,
+        fc_l2=0.0,
+        augment=True,
+    )
     # FixedTrial raises on any parameter it was not given, so these prove the skips.
     adam = space.suggest(
         spec,
@@ -158,10 +165,17 @@ def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
     sgd = space.suggest(
         spec,
         optuna.trial.FixedTrial(
-            {**common, "optimizer": "sgd", "momentum": 0.95, "nesterov": True, "sgd_lr": 0.05,
-             "schedule": "time_decay", "decay": 0.002}
+            {
+                **common,
+                "optimizer": "sgd",
+                "momentum": 0.95,
+                "nesterov": True,
+                "sgd_lr": 0.05,
+                "schedule": "time_decay",
+                "decay": 0.002,
+            }
         ),
-    )  # fmt: skip
+    )
     assert (sgd["lr"], sgd["momentum"], sgd["nesterov"], sgd["decay"]) == (0.05, 0.95, True, 0.002)
     make_config(space.trial_config_values(spec, sgd, THESIS))
 

@@ -152,8 +152,12 @@ def test_a_slow_tracking_server_does_not_hold_up_training_and_loses_no_epoch(cli
     assert run.flush()
     assert time.perf_counter() - started >= 4 * 0.5  # ...all of them done by the flush
     history = client.get_metric_history(run_id, names.PUBLIC_ACCURACY)
-    assert [(m.step, round(m.value, 6)) for m in history] == [(1, 0.2), (2, 0.3), (3, 0.4),
-                                                              (4, 0.5)]  # fmt: skip
+    assert [(m.step, round(m.value, 6)) for m in history] == [
+        (1, 0.2),
+        (2, 0.3),
+        (3, 0.4),
+        (4, 0.5),
+    ]
     assert run.errors == []
 
 
@@ -270,8 +274,9 @@ def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_
     assert client.get_run(parent).info.status == "SCHEDULED"
 
     def join(**kw):
-        return open_worker(study.study_name, settings, data=str(fer_csv), runner=NoTraining.open,
-                           **kw)  # fmt: skip
+        return open_worker(
+            study.study_name, settings, data=str(fer_csv), runner=NoTraining.open, **kw
+        )
 
     assert join(max_trials=1).run() == 1  # leaves with one of two trials done
     assert client.get_run(parent).info.status == "KILLED"
@@ -308,10 +313,15 @@ def test_a_finished_trials_work_folder_goes_unless_mlflow_missed_part_of_it():
 
 
 def test_percent_twins_are_the_once_per_run_accuracies_rounded_as_the_thesis_writes_them():
-    got = names.with_percent({names.PUBLIC_BEST: 0.24333333333333335, names.BEST_EPOCH: 3.0,
-                              names.PUBLIC_ACCURACY: 0.5})  # fmt: skip
-    assert got == {names.PUBLIC_BEST: 0.24333333333333335, names.BEST_EPOCH: 3.0,
-                   names.PUBLIC_ACCURACY: 0.5, "PublicTest/accuracy_best_pct": 24.33}  # fmt: skip
+    got = names.with_percent(
+        {names.PUBLIC_BEST: 0.24333333333333335, names.BEST_EPOCH: 3.0, names.PUBLIC_ACCURACY: 0.5}
+    )
+    assert got == {
+        names.PUBLIC_BEST: 0.24333333333333335,
+        names.BEST_EPOCH: 3.0,
+        names.PUBLIC_ACCURACY: 0.5,
+        "PublicTest/accuracy_best_pct": 24.33,
+    }
     assert names.percent_name(names.PRIVATE_FINAL) == "PrivateTest/accuracy_final_pct"
     with pytest.raises(ValueError, match="no percent twin"):
         names.percent_name(names.PUBLIC_ACCURACY)  # a per-epoch curve stays a fraction

@@ -31,8 +31,7 @@ def test_tracked_run_logs_curves_params_and_artifacts(fer_dataset, tmp_path):
     client = connect(Settings.resolve().tracking_uri)
     cfg = _config(epochs=2, report_epochs=(1,))
     with open_run(client, experiment="test-train", config=cfg, run_name="t") as tracked:
-        result = tracked_train(cfg, fer_dataset, run=tracked, workdir=tmp_path / "w",
-                               progress=True)  # fmt: skip
+        result = tracked_train(cfg, fer_dataset, run=tracked, workdir=tmp_path / "w", progress=True)
     run_id = tracked.id
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -53,8 +52,11 @@ def test_tracked_run_logs_curves_params_and_artifacts(fer_dataset, tmp_path):
     assert metrics[names.EPOCHS_TRAINED] == 2
     assert names.per_class("final", "happy") in metrics
     files = {f.path for f in client.list_artifacts(run_id, "evaluation")}
-    assert {"evaluation/confusion_final.json", "evaluation/confusion_best.png",
-            "evaluation/learning_curves.png"} <= files  # fmt: skip
+    assert {
+        "evaluation/confusion_final.json",
+        "evaluation/confusion_best.png",
+        "evaluation/learning_curves.png",
+    } <= files
     models = {f.path for f in client.list_artifacts(run_id, "model")}
     assert models == {"model/final.keras", "model/best.weights.h5"}
     assert set(result.files) == models | {"checkpoints/last", "evaluation/predictions.npz"}
@@ -101,8 +103,13 @@ def test_a_resumed_run_continues_the_uninterrupted_one(fer_dataset, tmp_path, sc
 
     stop = threading.Event()
     with pytest.raises(TrainingInterrupted) as err:
-        train(cfg, fer_dataset, workdir=tmp_path / "cut", stop_event=stop,
-              callbacks=[_StopAt(stop, 2)])  # fmt: skip
+        train(
+            cfg,
+            fer_dataset,
+            workdir=tmp_path / "cut",
+            stop_event=stop,
+            callbacks=[_StopAt(stop, 2)],
+        )
     assert err.value.epoch == 2
     assert checkpoint_epoch(tmp_path / "cut") == 2
     resumed = train(cfg, fer_dataset, workdir=tmp_path / "cut")
@@ -114,10 +121,13 @@ def test_a_resumed_run_continues_the_uninterrupted_one(fer_dataset, tmp_path, sc
         assert resumed.history[key] == pytest.approx(whole.history[key], rel=1e-4, abs=1e-5), key
     assert resumed.test_final.accuracy == pytest.approx(whole.test_final.accuracy, abs=0.01)
     iters = [
-        int(keras.ops.convert_to_numpy(
-            keras.models.load_model(d / "checkpoint" / "model.keras").optimizer.iterations))
+        int(
+            keras.ops.convert_to_numpy(
+                keras.models.load_model(d / "checkpoint" / "model.keras").optimizer.iterations
+            )
+        )
         for d in (tmp_path / "whole", tmp_path / "cut")
-    ]  # fmt: skip
+    ]
     n_train = min(cfg.subset, len(fer_dataset.arrays("Training")[1]))
     steps = math.ceil(n_train / cfg.batch_size)
     assert iters == [4 * steps, 4 * steps]

@@ -136,8 +136,9 @@ def test_mlflow_finds_the_app_without_a_reinstall(monkeypatch):
     monkeypatch.setattr(ui, "app_installed", lambda: False)
     probe = "from mlflow.server import _find_app; print(_find_app('fer-sweep'))"
     with ui.app_registered(ui.server_env()) as env:
-        found = subprocess.run([sys.executable, "-c", probe], env=env, text=True,
-                               capture_output=True)  # fmt: skip
+        found = subprocess.run(
+            [sys.executable, "-c", probe], env=env, text=True, capture_output=True
+        )
         folder = env["PYTHONPATH"].split(os.pathsep)[0]
     assert found.stdout.strip() == ui.APP_FACTORY, found.stderr[-2000:]
     assert not Path(folder).exists()  # gone with the server
@@ -244,8 +245,11 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
 
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "fer_sweep", "ui", "--port", str(port),
-                             "--no-open"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer_sweep", "ui", "--port", str(port), "--no-open"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_rest(port, proc)
         tree = descendants(proc.pid)
@@ -259,8 +263,9 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
         assert "mlflow.sharedViewState.fer-sweep" in tags
 
         runs = rest(port, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
-        tags_of = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]}
-                   for r in runs}  # fmt: skip
+        tags_of = {
+            r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs
+        }
         trials = [r for r in runs if "mlflow.parentRunId" in tags_of[r["info"]["run_id"]]]
         assert len(runs) == 3 and len(trials) == 2
         # Each trial is named and tagged by what was chosen.
@@ -291,13 +296,21 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
                 assert note.startswith(f"PrivateTest {private:.2f} % (not comparable with thesis)")
                 assert "vs thesis" not in note
             else:
-                best = max(trials, key=lambda r: {m["key"]: m["value"] for m in r["data"][
-                    "metrics"]}[mn.PUBLIC_BEST])  # fmt: skip
+                best = max(
+                    trials,
+                    key=lambda r: {m["key"]: m["value"] for m in r["data"]["metrics"]}[
+                        mn.PUBLIC_BEST
+                    ],
+                )
                 assert note.startswith("Best trial: not comparable with the thesis")
                 assert "Best of 2 complete trial(s) by PublicTest: " in note
                 assert best["info"]["run_name"] in note
-        history = rest(port, "metrics/get-history?run_id={}&metric_key={}".format(
-            trials[0]["info"]["run_id"], mn.PUBLIC_ACCURACY))["metrics"]  # fmt: skip
+        history = rest(
+            port,
+            "metrics/get-history?run_id={}&metric_key={}".format(
+                trials[0]["info"]["run_id"], mn.PUBLIC_ACCURACY
+            ),
+        )["metrics"]
         assert [m["step"] for m in history] == [1]
     finally:
         proc.send_signal(signal.SIGTERM)

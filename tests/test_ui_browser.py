@@ -33,8 +33,14 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 # About a minute on 2 busy cores: a study logged, MLflow's server started, two page loads.
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 # Wide enough that the grid renders every column of the view without scrolling.
 VIEWPORT = {"width": 2400, "height": 1000}
 UI_WAIT = 300  # seconds until `fer_sweep ui` answers: 10-70 s on 2 busy cores
@@ -75,8 +81,11 @@ def printed_links(tmp_path, synthetic_csv, fake_training):
     port = free_port()
     log_path = tmp_path / "ui.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fer_sweep", "ui", "--port", str(port),
-                                 "--no-open"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fer_sweep", "ui", "--port", str(port), "--no-open"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + UI_WAIT
         while "MLflow UI ready after" not in log_path.read_text():

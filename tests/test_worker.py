@@ -42,8 +42,14 @@ from fer_sweep.worker import (
     wants_more,
 )
 
-C, P, STOP, L, D, E = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.INTERRUPTED, Outcome.LOST,
-                       Outcome.DIVERGED, Outcome.ERROR)  # fmt: skip
+C, P, STOP, L, D, E = (
+    Outcome.COMPLETE,
+    Outcome.PRUNED,
+    Outcome.INTERRUPTED,
+    Outcome.LOST,
+    Outcome.DIVERGED,
+    Outcome.ERROR,
+)
 
 GRID = """
 name: grid
@@ -131,8 +137,11 @@ def worker(study, runner, *, max_retries=1, **kw):
 
 
 def points(study):
-    return [tuple(sorted(t.params.items())) for t in study.get_trials()
-            if t.state == TrialState.COMPLETE]  # fmt: skip
+    return [
+        tuple(sorted(t.params.items()))
+        for t in study.get_trials()
+        if t.state == TrialState.COMPLETE
+    ]
 
 
 # --- the decision after an attempt ---------------------------------------------------------
@@ -157,8 +166,7 @@ def test_next_step_reads_each_attempts_own_outcome():
 def test_an_interrupted_configuration_that_then_fails_is_retried_once_not_forever(
     tmp_path, settings, storage
 ):
-    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=1,
-                             storage=storage)  # fmt: skip
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=1, storage=storage)
     stop = threading.Event()
 
     def script(attempt, n):
@@ -291,10 +299,10 @@ def test_enqueued_trials_count_toward_n_trials_and_tpe_samples_the_rest(
 
 
 def test_failed_and_interrupted_attempts_do_not_eat_n_trials(tmp_path, settings, storage):
-    study = create_or_resume(spec_of(tmp_path, TPE, "tpe"), settings, n_trials=3,
-                             storage=storage)  # fmt: skip
-    outcomes = iter([Outcome.ERROR, Outcome.COMPLETE, Outcome.INTERRUPTED, Outcome.COMPLETE,
-                     Outcome.COMPLETE])  # fmt: skip
+    study = create_or_resume(spec_of(tmp_path, TPE, "tpe"), settings, n_trials=3, storage=storage)
+    outcomes = iter(
+        [Outcome.ERROR, Outcome.COMPLETE, Outcome.INTERRUPTED, Outcome.COMPLETE, Outcome.COMPLETE]
+    )
     runner = FakeRunner(lambda attempt, n: AttemptReport(next(outcomes), reason="x"))
     assert worker(study, runner).run() == 5
     counts = summarize(study)
@@ -412,8 +420,7 @@ def test_a_configuration_training_refuses_is_terminal_and_not_rearmed(
     assert outcome_of(refusal) is Outcome.REFUSED
     assert STATUS[Outcome.REFUSED] == (TrialState.FAIL, "FAILED")
     assert next_step([Outcome.REFUSED], 5) is Step.DONE
-    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2,
-                             storage=storage)  # fmt: skip
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=2, storage=storage)
 
     def script(attempt, n):
         if attempt.params["dropout"] == "a":
@@ -468,8 +475,7 @@ def test_a_recreated_study_or_another_storage_never_shares_a_work_folder(tmp_pat
 
 
 def test_a_configuration_with_its_outcome_lets_its_work_folder_go(tmp_path, settings, storage):
-    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
-                             storage=storage)  # fmt: skip
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3, storage=storage)
     outcomes = iter([Outcome.COMPLETE, Outcome.ERROR, Outcome.INTERRUPTED])
     done = []
 
@@ -512,8 +518,7 @@ def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
     except ValueError as wrapped:
         assert disk_full(wrapped) and store_cause(wrapped) == "the disk is full"
 
-    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3,
-                             storage=storage)  # fmt: skip
+    study = create_or_resume(spec_of(tmp_path, GRID, "grid"), settings, n_trials=3, storage=storage)
 
     def full(attempt, n):
         why = f"trial {attempt.number}: the disk is full ({enospc})"

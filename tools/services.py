@@ -163,9 +163,8 @@ def install_postgres() -> Path:
     print("installing PostgreSQL (apt-get install postgresql)", file=sys.stderr)
     for cmd in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "-o", "Dpkg::Options::=--force-confold",
-         "postgresql"],
-    ):  # fmt: skip
+        ["apt-get", "install", "-y", "-qq", "-o", "Dpkg::Options::=--force-confold", "postgresql"],
+    ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
@@ -249,8 +248,24 @@ def start_postgres(root: Path, port: int, password: str) -> None:
         os.chown(log, *owner)
     # TCP on loopback only, no Unix socket (the folder may not suit one).
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
-    _run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-                    "-w", "-t", "60", "start"]), f"starting PostgreSQL (see {log})")  # fmt: skip
+    _run(
+        _as_owner(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        f"starting PostgreSQL (see {log})",
+    )
     hba = data / "pg_hba.conf"
     trusting = _trusts(hba)
     _create_databases(port, password, trusting=trusting)
@@ -323,8 +338,13 @@ def stop_postgres(root: Path) -> None:
     data = root / "pgdata"
     if bindir is None or not (data / "postmaster.pid").exists():
         return
-    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                              "-t", "60", "stop"]), capture_output=True, timeout=90)  # fmt: skip
+    subprocess.run(
+        _as_owner(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]
+        ),
+        capture_output=True,
+        timeout=90,
+    )
 
 
 AUTH_CONFIG = """\
@@ -427,8 +447,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def start(root: Path = DEFAULT_DIR, *, pg_port: int | None = None,
-          mlflow_port: int | None = None) -> Services:  # fmt: skip
+def start(
+    root: Path = DEFAULT_DIR, *, pg_port: int | None = None, mlflow_port: int | None = None
+) -> Services:
     """Start both services (stopping nothing else); free ports are picked when not given."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -483,8 +504,9 @@ def stop(root: Path = DEFAULT_DIR) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.services", description=__doc__
-                                     .split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.services", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("action", choices=["start", "stop", "status", "install"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
     parser.add_argument("--pg-port", type=int, default=5433)
@@ -496,9 +518,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"PostgreSQL binaries: {install_postgres()}")
         elif args.action == "start":
             svc = start(args.dir, pg_port=args.pg_port, mlflow_port=args.mlflow_port)
-            print(f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri}\n"
-                  f"(passwords in {args.dir}/{ENV_FILE}, mode 0600: source it to use both; "
-                  f"python -m tools.services stop --dir {args.dir} stops them)")  # fmt: skip
+            print(
+                f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri}\n"
+                f"(passwords in {args.dir}/{ENV_FILE}, mode 0600: source it to use both; "
+                f"python -m tools.services stop --dir {args.dir} stops them)"
+            )
         elif args.action == "stop":
             stop(args.dir)
             print(f"stopped the services in {args.dir}")
@@ -507,8 +531,10 @@ def main(argv: list[str] | None = None) -> int:
             if svc is None:
                 print(f"no services started in {args.dir}")
                 return 1
-            print(f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri} "
-                  f"(pid {svc.mlflow_pid})")  # fmt: skip
+            print(
+                f"Optuna storage:  {svc.storage}\nMLflow server:   {svc.tracking_uri} "
+                f"(pid {svc.mlflow_pid})"
+            )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
