@@ -168,6 +168,18 @@ class TrainingRunner(Runner):
         runner.study = study
         return runner
 
+    def _trial_run(self, attempt: Attempt, tags: dict[str, str]):
+        """The trial's MLflow run (a single seed's, or the parent of its seed runs)."""
+        return open_run(
+            self.client,
+            experiment=attempt.study,
+            config=attempt.config,
+            run_name=describe.trial_run_name(attempt.number, attempt.params),
+            parent_run_id=self.parent_run_id,
+            tags=tags,
+            artifact_root=self.settings.artifact_root,
+        )
+
     def workdir(self, attempt: Attempt) -> Path:
         """The lineage's work folder, unique to its study (see :func:`study.work_folder`).
 
@@ -221,15 +233,7 @@ class TrainingRunner(Runner):
         progress = self.progress(attempt, trial, attempt.config)
         began = time.monotonic()
         try:
-            with open_run(
-                self.client,
-                experiment=attempt.study,
-                config=attempt.config,
-                run_name=describe.trial_run_name(attempt.number, attempt.params),
-                parent_run_id=self.parent_run_id,
-                tags=tags,
-                artifact_root=self.settings.artifact_root,
-            ) as run:
+            with self._trial_run(attempt, tags) as run:
                 trial.set_user_attr(RUN_ID, run.id)
                 result = self._train(
                     attempt.config, run, workdir, trial, attempt.previous_run, progress=progress
@@ -283,15 +287,7 @@ class TrainingRunner(Runner):
         errors: list[str] = []
         resumed: tuple[int, int] | None = None  # (seed, epoch) this attempt resumed
         try:
-            with open_run(
-                self.client,
-                experiment=attempt.study,
-                config=attempt.config,
-                run_name=describe.trial_run_name(attempt.number, attempt.params),
-                parent_run_id=self.parent_run_id,
-                tags={**tags, "fer_sweep.seeds": str(attempt.seeds)},
-                artifact_root=self.settings.artifact_root,
-            ) as run:
+            with self._trial_run(attempt, {**tags, "fer_sweep.seeds": str(attempt.seeds)}) as run:
                 trial.set_user_attr(RUN_ID, run.id)
                 for k in range(attempt.seeds):
                     key = str(k)
