@@ -183,3 +183,27 @@ def fake_training(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(attempt, "tracked_train", tracked_train)
     return trainer
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path: Path) -> Path:
+    """A two-arm grid sweep file (dropout "0.3 all" and "off", 60 images, 1 epoch): its study
+    is ``tiny-tiny``."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        """\
+name: tiny
+description: Does dropout help? A two-arm check on a small slice.
+base: {arch: C, batch_size: 32, optimizer: adam, lr: 1.0e-3, schedule: constant}
+space:
+  dropout:
+    type: categorical
+    choices:
+      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
+      "off": {conv_dropout: 0.0, fc_dropout: 0.0}
+sampler: grid
+budgets: {tiny: {subset: 60, epochs: 1}}
+default_budget: tiny
+"""
+    )
+    return path

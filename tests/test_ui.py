@@ -192,22 +192,6 @@ def test_the_job_runner_is_off_unless_the_environment_asks_for_it():
     assert cmd[cmd.index("--workers") + 1] == "1" and "--default-artifact-root" not in cmd
 
 
-TINY = """
-name: tiny
-description: Does dropout help? A two-arm check on a small slice.
-base: {arch: C, batch_size: 32, optimizer: adam, lr: 1.0e-3, schedule: constant}
-space:
-  dropout:
-    type: categorical
-    choices:
-      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
-      "off": {conv_dropout: 0.0, fc_dropout: 0.0}
-sampler: grid
-budgets: {tiny: {subset: 60, epochs: 1}}
-default_budget: tiny
-"""
-
-
 def rest(port: int, path: str, body: dict | None = None) -> dict:
     url = f"http://{ui.HOST}:{port}/api/2.0/mlflow/{path}"
     data = None if body is None else json.dumps(body).encode()
@@ -230,16 +214,14 @@ def wait_for_rest(port: int, proc: subprocess.Popen, timeout: float = 300) -> No
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_csv):
+def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_csv, tiny_sweep):
     from fer_sweep import metric_names as mn
     from fer_sweep.data import load_dataset
     from fer_sweep.settings import Settings
     from fer_sweep.sweep import run_sweep
     from fer_sweep.sweepfile import load_sweep
 
-    path = tmp_path / "tiny.yaml"
-    path.write_text(textwrap.dedent(TINY))
-    counts = run_sweep(load_sweep(path), Settings.resolve(), data=str(fer_csv), live=False)
+    counts = run_sweep(load_sweep(tiny_sweep), Settings.resolve(), data=str(fer_csv), live=False)
     assert counts["complete"] == 2
     sha256 = load_dataset(fer_csv).sha256
 

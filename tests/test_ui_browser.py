@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -46,36 +45,22 @@ VIEWPORT = {"width": 2400, "height": 1000}
 UI_WAIT = 300  # seconds until `fer_sweep ui` answers: 10-70 s on 2 busy cores
 PAGE_WAIT_MS = 120_000
 
-TINY = """
-name: tiny
-description: Does dropout help? A two-arm check on a small slice.
-base: {arch: C, batch_size: 32, optimizer: adam, lr: 1.0e-3, schedule: constant}
-space:
-  dropout:
-    type: categorical
-    choices:
-      "0.3 all": {conv_dropout: 0.3, fc_dropout: 0.3}
-      "off": {conv_dropout: 0.0, fc_dropout: 0.0}
-sampler: grid
-budgets: {tiny: {subset: 60, epochs: 1}}
-default_budget: tiny
-"""
 STUDY = "tiny-tiny"
 # fake_result: PublicTest 0.5 - fc_dropout / 4, PrivateTest a point below.
 BEST, OTHER = "t01 dropout=off", "t00 dropout=0.3 all"
 
 
 @pytest.fixture
-def printed_links(tmp_path, synthetic_csv, fake_training):
+def printed_links(tmp_path, synthetic_csv, fake_training, tiny_sweep):
     """A two-trial study logged by fer_sweep (no training), then `fer_sweep ui` on its store:
     the links it printed, {name: link}, the experiments list under "list"."""
     from fer_sweep.settings import Settings
     from fer_sweep.sweep import run_sweep
     from fer_sweep.sweepfile import load_sweep
 
-    path = tmp_path / "tiny.yaml"
-    path.write_text(textwrap.dedent(TINY))
-    counts = run_sweep(load_sweep(path), Settings.resolve(), data=str(synthetic_csv), live=False)
+    counts = run_sweep(
+        load_sweep(tiny_sweep), Settings.resolve(), data=str(synthetic_csv), live=False
+    )
     assert counts["complete"] == 2
 
     port = free_port()
