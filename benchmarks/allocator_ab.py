@@ -32,7 +32,7 @@ def child(steps: int, data: str) -> None:
     from benchmarks.bench import PRESET, _steps_per_epoch, _tile
     from fer_sweep.config import load_config
     from fer_sweep.data import load_dataset
-    from fer_sweep.throughput import project_fitter
+    from fer_sweep.training import project_fitter
 
     dataset = load_dataset(data)
     config = load_config(preset=PRESET)

@@ -52,8 +52,8 @@ import numpy as np
 
 from fer_sweep.config import TrainConfig, load_config
 from fer_sweep.data import load_dataset
-from fer_sweep.models import build_model
-from fer_sweep.throughput import BatchClock, project_fitter
+from fer_sweep.model import build_model
+from fer_sweep.training import BatchClock, project_fitter
 
 __all__ = ["render", "run_benchmark"]
 
@@ -193,10 +193,9 @@ def _smoke_trial(data: Path, arch: str) -> dict[str, float]:
     import yaml
 
     from fer_sweep import metric_names as names
-    from fer_sweep.attempt import open_worker
+    from fer_sweep.lifecycle import create_or_resume, open_worker
+    from fer_sweep.search import load_sweep
     from fer_sweep.settings import Settings
-    from fer_sweep.study import create_or_resume
-    from fer_sweep.sweepfile import load_sweep
     from fer_sweep.tracking import connect
 
     base = {k: v for k, v in load_config(preset=PRESET, arch=arch).model_dump().items()}
@@ -289,8 +288,7 @@ def run_benchmark(
     result["data"] = {"parse_s": t1 - t0, "cache_load_s": t2 - t1, "rows": len(dataset)}
 
     # --- training and evaluation throughput ---------------------------------------------
-    from fer_sweep.pipeline import eval_inputs
-    from fer_sweep.schedules import make_optimizer
+    from fer_sweep.training import eval_inputs, make_optimizer
 
     config = load_config(preset=PRESET, arch=arch)
     result["config"] = config.model_dump(mode="json")

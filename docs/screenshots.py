@@ -78,7 +78,7 @@ def start_ui(store: Path, port: int, log: Path) -> subprocess.Popen:
 
 def study_runs(base: str, study: str | None) -> tuple[dict, list[dict]]:
     """The study's experiment (the first fer_sweep study unless named) and its runs."""
-    from fer_sweep.describe import SAVED_VIEW_ID, SAVED_VIEW_PREFIX
+    from fer_sweep.tracking import SAVED_VIEW_ID, SAVED_VIEW_PREFIX
 
     experiments = rest(base, "experiments/search", {"max_results": 1000})["experiments"]
     key = SAVED_VIEW_PREFIX + SAVED_VIEW_ID
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     from fer_sweep import metric_names as mn
-    from fer_sweep.describe import runs_url
+    from fer_sweep.tracking import runs_url
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path("mlruns"))

@@ -1,9 +1,12 @@
-"""The one exception type for mistakes a user can make.
+"""The exception types, in one leaf module that anything may import without loading Keras.
 
 Anything a user can get wrong (a path, a CSV row, a YAML key, a ``--set`` value, a study
 name) raises :class:`UserError` with a one-line message. The CLI prints that line and exits
 with code 2; every other exception is a bug and keeps its traceback. Both mask secrets
 (:func:`fer_sweep.redact.redact`): a URL's password never reaches a message.
+
+The trainer's own ends (:class:`TrainingDiverged`, :class:`TrainingInterrupted`) live here
+too, so that :func:`fer_sweep.outcomes.outcome_of` names them without importing the trainer.
 """
 
 from fer_sweep.redact import redact
@@ -96,3 +99,18 @@ def store_error(what: str, url: str, err: BaseException) -> UserError:
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` (or what it was raised from) says the disk or its quota is full."""
     return store_cause(err) in ("the disk is full", "the disk quota is exceeded")
+
+
+# --- how training ends early ------------------------------------------------------------
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """A stop was requested; the run was checkpointed at the end of ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"stopped on request after epoch {epoch}")
+        self.epoch = epoch

@@ -14,7 +14,7 @@ the thesis writes them, for the table and its bar charts. Code reads the fractio
 
 from __future__ import annotations
 
-from fer_sweep.data import EMOTIONS
+from fer_sweep.fer2013 import EMOTIONS
 
 # Per epoch, logged with step = epoch (1-based).
 TRAIN_LOSS = "train/loss"

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_sweep.errors import UserError
+from fer_sweep.errors import StoreError, UserError, store_error
 
 STORE_ENV = "FER_SWEEP_STORE"
 STORAGE_ENV = "FER_SWEEP_STORAGE"
@@ -72,7 +72,7 @@ class Settings:
             processes reuse compiled train steps (None: no cache); used on the JAX backend
             only (:func:`fer_sweep.backend.use_compilation_cache`).
         measure_pace: whether a forecast with no cached pace measures one with a short fit
-            (:mod:`fer_sweep.forecast`); off, the forecast says the pace is unknown.
+            (:mod:`fer_sweep.lifecycle._forecast`); off, the forecast says the pace is unknown.
     """
 
     store_dir: Path
@@ -237,3 +237,31 @@ def _whole(env: Mapping[str, str], name: str, default: int, *, least: int = 1) -
     if value < least:
         raise UserError(f"${name}={raw!r}: expected at least {least}")
     return value
+
+
+def check_sqlite_writable(what: str, url: str) -> None:
+    """For a SQLite URL: a :class:`~fer_sweep.errors.StoreError` now, naming the file, when the
+    store could be read but not written (a read-only file or folder), instead of a failure
+    deep inside the first write. Root ignores file modes but not a read-only mount."""
+    if not url.startswith("sqlite:///"):
+        return
+    import os
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(f"{what} {path}: cannot be created, its folder is read-only")
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=120, isolation_level=None)
+        try:
+            # A write that is rolled back: only a real write finds a read-only file or mount.
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE fer_sweep_write_probe (x)")
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+    except sqlite3.Error as err:
+        raise store_error(what, url, err) from None

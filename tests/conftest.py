@@ -17,7 +17,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest
 
 from fer_sweep.backend import pool_tensorflow_memory
-from fer_sweep.data import SPLITS, write_synthetic_csv
+from fer_sweep.data import write_synthetic_csv
+from fer_sweep.fer2013 import SPLITS
 
 # The in-process tests train with TensorFlow's memory pooled, as every fer-sweep command does.
 pool_tensorflow_memory()
@@ -38,7 +39,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Every test gets its own data cache, so none reads or writes ~/.cache/fer-sweep."""
     monkeypatch.setenv("FER_SWEEP_CACHE", str(tmp_path_factory.mktemp("fer-sweep-cache")))
     # No command a test runs measures a forecast's pace (a short fit of its own); the tests of
-    # fer_sweep.forecast inject their measurement.
+    # fer_sweep.lifecycle._forecast inject their measurement.
     monkeypatch.setenv("FER_SWEEP_MEASURE_PACE", "off")
 
 
@@ -134,11 +135,11 @@ def _frozen_heap():
 
 
 def fake_result(config, workdir: Path, callbacks=(), **_):
-    """What :func:`fer_sweep.train.train` returns, without training: one epoch, PublicTest
+    """What :func:`fer_sweep.training.train` returns, without training: one epoch, PublicTest
     ``0.5 - fc_dropout / 4`` (so a sweep's arms rank by their dropout) and PrivateTest a point
     below. The epoch's logs go to the ``EpochLogger`` among ``callbacks``, as Keras would."""
-    from fer_sweep.tracking import EpochLogger
-    from fer_sweep.train import SplitReport, TrainResult
+    from fer_sweep.tracking._logging import EpochLogger
+    from fer_sweep.training import SplitReport, TrainResult
 
     acc = 0.5 - config.fc_dropout / 4
     logs = {
@@ -172,14 +173,15 @@ def fake_result(config, workdir: Path, callbacks=(), **_):
 def fake_training(monkeypatch: pytest.MonkeyPatch):
     """Sweeps in this process train nothing (:func:`fake_result`, in seconds), and every run is
     still logged by fer_sweep's own code (``tracked_train``, ``log_result``, the study's run)."""
-    from fer_sweep import attempt, tracking
+    from fer_sweep.lifecycle import _attempt as attempt
+    from fer_sweep.tracking import tracked_train as log_and_train
 
     def trainer(config, dataset, *, workdir, callbacks=(), stop_event=None, **_):
         return fake_result(config, workdir, callbacks)
 
     def tracked_train(*args, **kwargs):
-        # In place of the trainer the runner hands in (fer_sweep.train.train).
-        return tracking.tracked_train(*args, **{**kwargs, "trainer": trainer})
+        # In place of the trainer the runner hands in (fer_sweep.training.train).
+        return log_and_train(*args, **{**kwargs, "trainer": trainer})
 
     monkeypatch.setattr(attempt, "tracked_train", tracked_train)
     return trainer

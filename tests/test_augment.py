@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer_sweep.augment import AffineAugment, draw_affine, warp
 from fer_sweep.config import load_config
-from fer_sweep.pipeline import EpochBatches, epoch_rng
+from fer_sweep.model import draw_affine
+from fer_sweep.model._augment import AffineAugment, warp
+from fer_sweep.training._pipeline import EpochBatches, epoch_rng
 
 
 def _faces(n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -130,9 +131,9 @@ def test_the_warp_matches_tensorflows_projective_transform(fill_mode):
 _ON_BACKEND = """
 import json, sys
 import numpy as np, keras
-from fer_sweep.augment import warp
+from fer_sweep.model._augment import warp
 from fer_sweep.config import load_config
-from fer_sweep.pipeline import EpochBatches
+from fer_sweep.training._pipeline import EpochBatches
 x = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
 inputs, _ = EpochBatches(x, np.zeros(6, int), load_config(batch_size=6, seed=11),
                          start_epoch=3).batch(0)

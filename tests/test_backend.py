@@ -28,7 +28,7 @@ def _python(code: str, **env: str) -> str:
 
 MAIN = (
     "import os\n"
-    "from fer_sweep.cli import main\n"
+    "from fer_sweep.cli._app import main\n"
     "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
     f"print(os.environ.get({VAR!r}))"
 )

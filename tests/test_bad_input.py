@@ -327,7 +327,7 @@ def test_a_dataset_with_an_empty_split_is_refused_before_anything_is_written(
 
 def test_a_class_absent_from_a_split_has_no_accuracy():
     from fer_sweep.tracking import final_metrics
-    from fer_sweep.train import report_of
+    from fer_sweep.training import report_of
 
     report = report_of(np.array([0, 0, 3, 3]), np.array([0, 1, 3, 3]))
     assert report.per_class[0] == 0.5 and report.per_class[3] == 1.0

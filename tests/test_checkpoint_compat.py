@@ -17,8 +17,9 @@ import pytest
 
 from fer_sweep.config import TrainConfig
 from fer_sweep.data import load_dataset
-from fer_sweep.reproduce import _note_session, sessions
-from fer_sweep.train import STATE_FILE, checkpoint_epoch, checkpoint_path, train
+from fer_sweep.reporting._reproduction import _note_session
+from fer_sweep.reporting._reproduction_report import sessions
+from fer_sweep.training import STATE_FILE, checkpoint_epoch, checkpoint_path, train
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,7 @@ keep_tensorflow_out()
 sys.path.insert(0, sys.argv[3])
 from make_resume_fixture import fixture_config
 from fer_sweep.data import load_dataset
-from fer_sweep.train import train
+from fer_sweep.training import train
 result = train(fixture_config(), load_dataset(sys.argv[1], cache_dir=sys.argv[2] + "-cache"),
                workdir=sys.argv[2])
 print(json.dumps({"resumed_from": result.resumed_from_epoch, "history": result.history,

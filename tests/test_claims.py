@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from fer_sweep import claims
+from fer_sweep.reporting import CLAIMS, claims_markdown
+from fer_sweep.reporting._claims import CONTRADICTED, HOLDS, NOT_SUPPORTED, claims_of, judge
 
 
 class _Correct:
@@ -24,13 +25,13 @@ def _config(n_right: int, n: int = 400, **params):
     return SimpleNamespace(params=params, label=label, predictions=right, correct=right.correct)
 
 
-MOMENTUM = claims.claims_of("momentum")[0]
+MOMENTUM = claims_of("momentum")[0]
 
 
 def test_every_claim_names_a_shipped_sweep_and_its_arms():
-    from fer_sweep.sweepfile import load_sweep
+    from fer_sweep.search import load_sweep
 
-    for claim in claims.CLAIMS:
+    for claim in CLAIMS:
         spec = load_sweep(claim.sweep)
         for above, below in claim.pairs:
             for arm in (above, below):
@@ -42,21 +43,19 @@ def test_a_clear_difference_at_the_thesis_length_holds_or_contradicts():
         _config(300, momentum_update="Nesterov 0.95"),
         _config(240, momentum_update="Nesterov 0.9"),
     ]
-    v = claims.judge(MOMENTUM, better, budget="thesis", epochs=100)
-    assert v.verdict == claims.HOLDS and v.comparisons[0].difference.value == 0.15
+    v = judge(MOMENTUM, better, budget="thesis", epochs=100)
+    assert v.verdict == HOLDS and v.comparisons[0].difference.value == 0.15
     assert v.why == "budget thesis, 100 epochs, one seed per arm"
     worse = [
         _config(240, momentum_update="Nesterov 0.95"),
         _config(300, momentum_update="Nesterov 0.9"),
     ]
-    assert claims.judge(MOMENTUM, worse, budget="thesis", epochs=100).verdict == claims.CONTRADICTED
+    assert judge(MOMENTUM, worse, budget="thesis", epochs=100).verdict == CONTRADICTED
     close = [
         _config(241, momentum_update="Nesterov 0.95"),
         _config(240, momentum_update="Nesterov 0.9"),
     ]
-    assert (
-        claims.judge(MOMENTUM, close, budget="thesis", epochs=100).verdict == claims.NOT_SUPPORTED
-    )
+    assert judge(MOMENTUM, close, budget="thesis", epochs=100).verdict == NOT_SUPPORTED
 
 
 def test_a_short_budget_never_gives_a_verdict_and_says_why():
@@ -64,39 +63,39 @@ def test_a_short_budget_never_gives_a_verdict_and_says_why():
         _config(300, momentum_update="Nesterov 0.95"),
         _config(240, momentum_update="Nesterov 0.9"),
     ]
-    v = claims.judge(MOMENTUM, better, budget="quick", epochs=10)
-    assert v.verdict == claims.NOT_SUPPORTED and len(v.comparisons) == 1
+    v = judge(MOMENTUM, better, budget="quick", epochs=10)
+    assert v.verdict == NOT_SUPPORTED and len(v.comparisons) == 1
     assert "10 epochs" in v.why and "shorter than the thesis's 100 epochs" in v.why
-    v = claims.judge(MOMENTUM, better, budget="slice", epochs=100, subset=7000)
-    assert v.verdict == claims.NOT_SUPPORTED and "7000 images per split" in v.why
+    v = judge(MOMENTUM, better, budget="slice", epochs=100, subset=7000)
+    assert v.verdict == NOT_SUPPORTED and "7000 images per split" in v.why
 
 
 def test_an_arm_the_study_lacks_is_named():
-    v = claims.judge(
+    v = judge(
         MOMENTUM, [_config(300, momentum_update="Nesterov 0.95")], budget="thesis", epochs=100
     )
-    assert v.verdict == claims.NOT_SUPPORTED
+    assert v.verdict == NOT_SUPPORTED
     assert v.why == "the study has no finished trial of momentum_update=Nesterov 0.9"
 
 
 def test_every_pair_of_a_claim_must_hold():
-    bn = claims.claims_of("bn_position")[0]
+    bn = claims_of("bn_position")[0]
     configs = [
         _config(300, model="Type A + ReLU", bn_position="after"),
         _config(200, model="Type A + ReLU", bn_position="before"),
         _config(250, model="Type C + ELU", bn_position="after"),
         _config(250, model="Type C + ELU", bn_position="before"),
     ]
-    v = claims.judge(bn, configs, budget="thesis", epochs=100)
+    v = judge(bn, configs, budget="thesis", epochs=100)
     assert [c.a for c in v.comparisons] == [
         "model=Type A + ReLU, bn_position=after",
         "model=Type C + ELU, bn_position=after",
     ]
-    assert v.verdict == claims.NOT_SUPPORTED  # Type A's holds, Type C's shows nothing
+    assert v.verdict == NOT_SUPPORTED  # Type A's holds, Type C's shows nothing
 
 
 def test_the_claims_file_forecasts_what_has_not_run():
-    text = claims.claims_markdown(
+    text = claims_markdown(
         {},
         seconds_per_epoch=500.0,
         pace_source="at 500 s an epoch",

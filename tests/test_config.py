@@ -2,7 +2,8 @@
 
 import pytest
 
-from fer_sweep.config import PRESETS, TrainConfig, load_config, make_config, parse_override
+from fer_sweep.config import PRESETS, TrainConfig, load_config, make_config
+from fer_sweep.config._train_config import parse_override
 from fer_sweep.errors import UserError
 
 

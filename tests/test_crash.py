@@ -18,10 +18,10 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
+from fer_sweep.lifecycle import open_storage
 from fer_sweep.settings import Settings
-from fer_sweep.storage import open_storage
 from fer_sweep.tracking import connect
-from fer_sweep.train import checkpoint_epoch
+from fer_sweep.training import checkpoint_epoch
 from tools.services import MLFLOW_ADMIN, _kill_group, free_port, new_secret, start_mlflow
 
 pytestmark = pytest.mark.slow

@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_sweep import data
 from fer_sweep.data import (
-    EMOTIONS,
-    IMAGE_SIZE,
-    SPLITS,
     Dataset,
+    _load,
     check_report,
     load_dataset,
     resolve_data_path,
@@ -23,6 +20,7 @@ from fer_sweep.data import (
     write_synthetic_csv,
 )
 from fer_sweep.errors import UserError
+from fer_sweep.fer2013 import EMOTIONS, IMAGE_SIZE, SPLITS
 
 README_COUNTS = {
     "Training": [3995, 436, 4097, 7215, 4830, 3171, 4965],
@@ -341,7 +339,7 @@ def test_second_load_reads_the_cache(
     assert first.cache_path is not None and Path(first.cache_path).is_file()
     assert Path(first.cache_path).parent == Path(os.environ["FER_SWEEP_CACHE"])
     assert sorted(os.listdir(small_csv.parent)) == before
-    monkeypatch.setattr(data, "_read_source", _refuse_to_parse)
+    monkeypatch.setattr(_load, "_read_source", _refuse_to_parse)
     second = load_dataset(small_csv)
     _assert_same_data(first, second)
     assert (second.sha256, second.cache_path) == (first.sha256, first.cache_path)
@@ -363,7 +361,7 @@ def test_corrupt_cache_is_rebuilt(small_csv: Path, monkeypatch: pytest.MonkeyPat
     first = load_dataset(small_csv)
     Path(first.cache_path).write_bytes(b"this is not HDF5")
     _assert_same_data(first, load_dataset(small_csv))
-    monkeypatch.setattr(data, "_read_source", _refuse_to_parse)
+    monkeypatch.setattr(_load, "_read_source", _refuse_to_parse)
     _assert_same_data(first, load_dataset(small_csv))
 
 

@@ -6,11 +6,27 @@ import textwrap
 import numpy as np
 import pytest
 
-from fer_sweep import describe, thesis
 from fer_sweep import metric_names as mn
+from fer_sweep import thesis
 from fer_sweep.config import load_config
 from fer_sweep.data import Dataset
-from fer_sweep.sweepfile import load_sweep
+from fer_sweep.search import load_sweep
+from fer_sweep.tracking import (
+    choice_tags,
+    dataset_input,
+    runs_url,
+    study_summary,
+    trial_note,
+    trial_run_name,
+)
+from fer_sweep.tracking._notes import METRIC_MEANINGS, study_note
+from fer_sweep.tracking._views import (
+    SAVED_VIEW_NAME,
+    TRIALS_ONLY,
+    experiment_tags,
+    ours,
+    saved_view,
+)
 
 SWEEP = """
 name: drop
@@ -40,7 +56,7 @@ def test_the_dataset_input_names_the_file_its_hash_and_split_sizes(tmp_path):
     split = np.array([0, 0, 0, 1, 2, 2])
     source = tmp_path / "fer2013.csv.gz"
     ds = Dataset(np.zeros((6, 48, 48), np.uint8), labels, split, str(source), "ab12" * 16)
-    entry = describe.dataset_input(ds)
+    entry = dataset_input(ds)
     assert entry.dataset.name == "fer2013.csv.gz"
     assert entry.dataset.digest == ("ab12" * 16)[:16] and len(entry.dataset.digest) <= 36
     profile = json.loads(entry.dataset.profile)
@@ -52,9 +68,9 @@ def test_the_dataset_input_names_the_file_its_hash_and_split_sizes(tmp_path):
 
 def test_a_trial_is_named_and_tagged_by_what_was_chosen():
     choices = {"dropout": "0.8 FC only", "lr": 0.000123456}
-    assert describe.trial_run_name(4, choices) == "t04 dropout=0.8 FC only; lr=0.0001235"
-    assert describe.trial_run_name(123, {}) == "t123"
-    assert describe.choice_tags(choices) == {
+    assert trial_run_name(4, choices) == "t04 dropout=0.8 FC only; lr=0.0001235"
+    assert trial_run_name(123, {}) == "t123"
+    assert choice_tags(choices) == {
         "choice.dropout": "0.8 FC only",
         "choice.lr": "0.0001235",
     }
@@ -73,10 +89,10 @@ def test_a_trial_note_compares_with_the_thesis_only_where_best_does():
     """One rule (thesis.comparable) for best, the notes and the report: a smoke trial of a
     thesis recipe, or another recipe at full length, gets no gap, and says so in the first
     50 characters (what the runs table's Description column shows)."""
-    from fer_sweep.ranking import Ranked
+    from fer_sweep.reporting._ranking import Ranked
 
     def note(config, final, epochs):
-        return describe.trial_note(
+        return trial_note(
             config, private_final=final, private_at_best=0.6, best_epoch=1, epochs_trained=epochs
         )
 
@@ -108,11 +124,11 @@ def test_a_trial_note_compares_with_the_thesis_only_where_best_does():
 
 
 def test_the_study_note_says_the_question_and_every_metric(spec):
-    note = describe.study_note(spec, "smoke")
+    note = study_note(spec, "smoke")
     assert "Does dropout help?" in note and "300 images per split, 2 epochs" in note
     assert f"ranked by `{mn.PUBLIC_BEST}`" in note and "66.55 %" in note
     logged = [v for k, v in vars(mn).items() if k.isupper() and isinstance(v, str)]
-    assert set(logged) <= set(describe.METRIC_MEANINGS)  # a new metric must be explained
+    assert set(logged) <= set(METRIC_MEANINGS)  # a new metric must be explained
     for name in logged:
         assert f"`{name}`" in note
     assert f"`{mn.percent_name(mn.PUBLIC_BEST)}`" in note
@@ -120,19 +136,19 @@ def test_the_study_note_says_the_question_and_every_metric(spec):
 
 def test_the_study_notes_first_line_is_plain_text_for_the_experiments_list(spec):
     """MLflow's experiments list shows the start of the description unrendered."""
-    first = describe.study_note(spec, "smoke").splitlines()[0]
+    first = study_note(spec, "smoke").splitlines()[0]
     assert first == "drop (smoke: 300 images per split, 2 epochs): Does dropout help?"
     assert not set(first) & set("*`#|_[")
 
 
 def test_the_saved_view_shows_the_trials_choices_and_splits_in_percent_by_the_objective(spec):
-    key, value = describe.saved_view(spec, "parent123", now_ms=5)
+    key, value = saved_view(spec, "parent123", now_ms=5)
     assert key == "mlflow.sharedViewState.fer-sweep"
     envelope = json.loads(value)
-    assert envelope["createdAt"] == 5 and envelope["name"] == describe.SAVED_VIEW_NAME
+    assert envelope["createdAt"] == 5 and envelope["name"] == SAVED_VIEW_NAME
     state = json.loads(envelope["state"])
     # Trials only: the study's run (no optuna.trial tag) would repeat its best trial's row.
-    assert state["searchFilter"] == describe.TRIALS_ONLY == "tags.`optuna.trial` IS NOT NULL"
+    assert state["searchFilter"] == TRIALS_ONLY == "tags.`optuna.trial` IS NOT NULL"
     # Sorted by the fraction: every trial has it, runs logged before the twins too; same order.
     assert state["orderByKey"] == "metrics.`PublicTest/accuracy_best`"
     assert state["orderByAsc"] is False
@@ -155,11 +171,11 @@ def test_the_saved_view_shows_the_trials_choices_and_splits_in_percent_by_the_ob
     assert cards[twin]["type"] == "BAR" and not cards[twin]["deleted"]
     assert cards[mn.PRIVATE_FINAL]["type"] == "BAR" and cards[mn.PRIVATE_FINAL]["deleted"]
     assert len({c["uuid"] for c in state["compareRunCharts"]}) == len(state["compareRunCharts"])
-    assert describe.ours(value) and not describe.ours('{"name": "mine"}')
+    assert ours(value) and not ours('{"name": "mine"}')
     assert state["runsExpanded"] == {"parent123": True}
-    tags = describe.experiment_tags(spec, "smoke", "parent123")
+    tags = experiment_tags(spec, "smoke", "parent123")
     assert tags["mlflow.experimentKind"] == "custom_model_development"
-    assert describe.runs_url("http://h:1/", "7") == (
+    assert runs_url("http://h:1/", "7") == (
         "http://h:1/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=fer-sweep"
     )
 
@@ -174,7 +190,7 @@ def test_the_study_run_note_gives_the_best_trial_in_percent():
         user_attrs={mn.PUBLIC_BEST: 0.6, mn.PRIVATE_FINAL: 0.65432, mn.PRIVATE_AT_BEST: 0.66},
     )
     best.number = 3
-    note = describe.study_summary("drop-smoke", best, 6)
+    note = study_summary("drop-smoke", best, 6)
     assert note.splitlines()[0] == "Best trial: not comparable with the thesis"
     assert "Best of 6 complete trial(s) by PublicTest: t03 dropout=0.3 all" in note
     assert "- PrivateTest, final weights: 65.43 %" in note
@@ -188,8 +204,8 @@ def test_the_study_note_compares_its_best_trial_only_when_comparable():
         value=0.65, user_attrs={mn.PRIVATE_FINAL: 0.6700, mn.EPOCHS_TRAINED: 80}
     )
     best.number = 0
-    full = describe.study_summary("t", best, 1, load_config(preset="thesis-top1"))
+    full = study_summary("t", best, 1, load_config(preset="thesis-top1"))
     assert full.splitlines()[0] == "Best: 67.00 % vs thesis 66.55 % (+0.45)"
-    smoke = describe.study_summary("t", best, 1, load_config(preset="thesis-top1", subset=300))
+    smoke = study_summary("t", best, 1, load_config(preset="thesis-top1", subset=300))
     assert smoke.splitlines()[0] == "Best trial: not comparable with the thesis"
     assert "300 images per split" in smoke and "+0.45" not in smoke

@@ -29,10 +29,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fer_sweep.lifecycle import open_storage
 from fer_sweep.settings import Settings
-from fer_sweep.storage import open_storage
-from fer_sweep.tracking import CHECKPOINT_TAG, connect
-from fer_sweep.train import checkpoint_epoch
+from fer_sweep.tracking import connect
+from fer_sweep.tracking._checkpoints import CHECKPOINT_TAG
+from fer_sweep.training import checkpoint_epoch
 from tools import services
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]

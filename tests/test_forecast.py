@@ -17,31 +17,23 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from fer_sweep.config import load_config
-from fer_sweep.forecast import (
-    SHORT_FIT,
-    Pace,
+from fer_sweep.lifecycle import (
     PaceCache,
+    TrialProgress,
     Work,
-    budget_reason,
+    create_or_resume,
+    epoch_end_message,
     forecast,
     forecast_line,
     pace_key,
-    summary_line,
-    sweep_work,
 )
-from fer_sweep.plan import make_plan
-from fer_sweep.progress import (
-    EPOCH_PROGRESS,
-    EPOCH_SECONDS,
-    StudyView,
-    TrialProgress,
-    epoch_end_message,
-)
-from fer_sweep.runs import Outcome
+from fer_sweep.lifecycle._forecast import SHORT_FIT, Pace, budget_reason, summary_line, sweep_work
+from fer_sweep.lifecycle._progress import EPOCH_PROGRESS, EPOCH_SECONDS, StudyView
+from fer_sweep.lifecycle._study import STOPPED_AFTER_EPOCH, STOPPED_IN_SEED
+from fer_sweep.lifecycle._worker import AttemptReport, Runner, Worker, load_for_worker
+from fer_sweep.outcomes import Outcome
+from fer_sweep.search import load_sweep, make_plan
 from fer_sweep.settings import Settings
-from fer_sweep.study import STOPPED_AFTER_EPOCH, STOPPED_IN_SEED, create_or_resume
-from fer_sweep.sweepfile import load_sweep
-from fer_sweep.worker import AttemptReport, Runner, Worker, load_for_worker
 
 GRID = """
 name: grid
@@ -222,7 +214,7 @@ def test_a_trial_publishes_its_epoch_and_prints_a_line_per_epoch():
         "the current epoch ends in about 10 s (trial 0: batch 3/10, "
         "32 images/s, epoch ends in 10 s)"
     )
-    from fer_sweep.processes import stop_message
+    from fer_sweep.lifecycle._processes import stop_message
 
     said = stop_message(lambda: message)
     assert "stopping after the current epoch: the current epoch ends in about 10 s" in said
@@ -263,7 +255,8 @@ def test_the_live_eta_uses_this_sweeps_finished_epochs_not_attempt_durations():
 
 def test_reproduce_forecasts_the_runs_not_finished_with_their_whole_length(tmp_path, synthetic_csv):
     from fer_sweep.data import load_dataset
-    from fer_sweep.reproduce import RESULT_FILE, work_left, workdir
+    from fer_sweep.reporting import RESULT_FILE, work_left
+    from fer_sweep.reporting._reproduction_folders import workdir
 
     dataset = load_dataset(synthetic_csv)
     done = workdir(tmp_path, "thesis-top1", 0)

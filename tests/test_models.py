@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from fer_sweep.config import load_config
-from fer_sweep.models import ARCHITECTURES, build_model, trainable_parameters
+from fer_sweep.model import ARCHITECTURES, build_model, trainable_parameters
 from fer_sweep.thesis import PARAMETER_COUNTS
 
 

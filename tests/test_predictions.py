@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_sweep import predictions
 from fer_sweep.data import Dataset, stratified_subset
 from fer_sweep.errors import UserError
+from fer_sweep.training import predictions
 
 
 def _dataset(n_per_split: int = 20, sha: str = "ab" * 32) -> Dataset:

@@ -9,7 +9,9 @@ import optuna
 import pytest
 from rich.console import Console
 
-from fer_sweep.progress import EpochProgress, StudyView, TrialProgress
+from fer_sweep.lifecycle import TrialProgress
+from fer_sweep.lifecycle._progress import StudyView
+from fer_sweep.training import EpochProgress
 
 
 def test_the_line_after_the_study_view_starts_a_line_of_its_own_in_a_file():
@@ -139,16 +141,19 @@ def test_no_callback_of_a_trial_turns_keras_async_batch_dispatch_off():
     # async_safe; one careless on_train_batch_end would sync every step again.
     from keras.src.utils import is_default
 
-    from fer_sweep import attempt, tracking, train
+    from fer_sweep.lifecycle._attempt import PruningCallback
+    from fer_sweep.tracking._checkpoints import CheckpointUploader
+    from fer_sweep.tracking._logging import EpochLogger
+    from fer_sweep.training import _callbacks
 
     classes = [
-        train._Bookkeeping,
-        train._Plateau,
-        train._ReportEpochs,
-        train._CheckpointAndStop,
-        tracking.EpochLogger,
-        tracking.CheckpointUploader,
-        attempt.PruningCallback,
+        _callbacks.Bookkeeping,
+        _callbacks.ResumablePlateau,
+        _callbacks.ReportEpochs,
+        _callbacks.CheckpointAndStop,
+        EpochLogger,
+        CheckpointUploader,
+        PruningCallback,
         EpochProgress,
         TrialProgress,
     ]

@@ -14,12 +14,14 @@ import optuna
 import pytest
 
 from fer_sweep import metric_names as names
-from fer_sweep.ranking import WHY, rank_trials, render, thesis_recipe
-from fer_sweep.runs import Outcome
+from fer_sweep.lifecycle import RUN_ID, create_or_resume
+from fer_sweep.lifecycle._worker import AttemptReport, Runner, Worker, load_for_worker
+from fer_sweep.outcomes import Outcome
+from fer_sweep.reporting import rank_trials, render
+from fer_sweep.reporting._ranking import thesis_recipe
+from fer_sweep.reporting._tables import WHY
+from fer_sweep.search import load_sweep
 from fer_sweep.settings import Settings
-from fer_sweep.study import RUN_ID, create_or_resume
-from fer_sweep.sweepfile import load_sweep
-from fer_sweep.worker import AttemptReport, Runner, Worker, load_for_worker
 
 # (PublicTest at the best epoch = the objective, PrivateTest final, PrivateTest at best) by the
 # dropout and lr of each thesis_top3 trial, as a fake trainer reports them.

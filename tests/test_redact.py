@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from fer_sweep.errors import UserError, first_line
+from fer_sweep.lifecycle import open_storage
 from fer_sweep.redact import MASK, mask_logs_and_tracebacks, redact
 from fer_sweep.settings import Settings
-from fer_sweep.storage import open_storage
 from fer_sweep.tracking import connect
 
 SECRET = "hunter2-s3cr%40t"

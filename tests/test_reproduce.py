@@ -7,30 +7,31 @@ import statistics
 import numpy as np
 import pytest
 
-from fer_sweep import comparisons, predictions, stats
 from fer_sweep.errors import UserError
-from fer_sweep.reproduce import (
+from fer_sweep.reporting import (
+    RESULT_FILE,
+    reproduction_rows,
+    run_all,
+    stats,
+    top3_verdict,
+    write_report,
+)
+from fer_sweep.reporting._comparisons import interval
+from fer_sweep.reporting._reproduction_folders import SESSIONS_FILE, run_config, workdir
+from fer_sweep.reporting._reproduction_report import (
     FIGURE,
     NOTES,
     REPORT,
-    RESULT_FILE,
-    SESSIONS_FILE,
     TABLE,
-    collect,
     ensemble_dir,
-    run_all,
-    run_config,
     sessions,
-    top3_verdict,
-    workdir,
-    write_report,
 )
-from fer_sweep.train import STATE_FILE, checkpoint_path
+from fer_sweep.training import STATE_FILE, checkpoint_path, predictions
 
 
 @pytest.mark.slow
 def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset, tmp_path):
-    from fer_sweep.forecast import PaceCache
+    from fer_sweep.lifecycle import PaceCache
 
     paces = PaceCache(tmp_path / "cache")
     run_all(fer_dataset, out=tmp_path, seeds=(0,), epochs=1, progress=False, pace_cache=paces)
@@ -42,7 +43,7 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
         "thesis-top2 seed 0",
         "thesis-top3 seed 0",
     ]
-    rows = {(r.recipe, r.seed): r for r in collect(tmp_path, seeds=(0, 1))}
+    rows = {(r.recipe, r.seed): r for r in reproduction_rows(tmp_path, seeds=(0, 1))}
     assert len(rows) == 6
     for recipe in ("thesis-top1", "thesis-top2", "thesis-top3"):
         ran = rows[(recipe, 0)]
@@ -67,7 +68,7 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
     assert "- thesis-top3 seed 0: shortened to 1 epochs, so not compared" in report
     # A seed never started is estimated from the pace the other runs measured.
     with_seed1 = write_report(tmp_path, None, seeds=(0, 1)).read_text()  # no ensembles
-    pace = statistics.median(r.seconds_per_epoch for r in collect(tmp_path, seeds=(0,)))
+    pace = statistics.median(r.seconds_per_epoch for r in reproduction_rows(tmp_path, seeds=(0,)))
     assert (
         f"- thesis-top3 seed 1: not run yet; 100 epochs left, about "
         f"{100 * pace / 3600:.1f} h at {pace:.0f} s an epoch."
@@ -119,7 +120,7 @@ def test_the_report_splits_a_run_by_session_and_estimates_from_the_latest_pace(t
         (3, 2, []),
         (3, 5, [480.0, 500.0, 490.0]),
     ]
-    row = next(r for r in collect(tmp_path, seeds=(0,)) if r.recipe == "thesis-top1")
+    row = next(r for r in reproduction_rows(tmp_path, seeds=(0,)) if r.recipe == "thesis-top1")
     assert row.seconds_per_epoch == 500.0 and row.recent_seconds_per_epoch == 490.0
 
     report = write_report(tmp_path, seeds=(0,)).read_text()
@@ -180,7 +181,7 @@ def test_only_full_length_runs_are_set_beside_the_thesis(tmp_path):
     _finished_run(tmp_path, "thesis-top1", 0, 80, 0.6600, 0.6550)
     _finished_run(tmp_path, "thesis-top1", 1, 80, 0.6500, 0.6450)
     _finished_run(tmp_path, "thesis-top2", 0, 10, 0.5000, 0.5000)  # a shortened run
-    rows = {(r.recipe, r.seed): r for r in collect(tmp_path, seeds=(0, 1))}
+    rows = {(r.recipe, r.seed): r for r in reproduction_rows(tmp_path, seeds=(0, 1))}
     assert rows[("thesis-top1", 0)].status == "finished"
     assert rows[("thesis-top2", 0)].status == "shortened to 10 epochs"
 
@@ -257,9 +258,9 @@ def test_the_report_pairs_runs_on_their_per_image_predictions(tmp_path):
     assert (c.a_only, c.b_only, c.p) == (6, 0, pytest.approx(2 / 64))
     assert (
         f"| thesis-top1 seed 0: final | thesis-top1 seed 0: best epoch (77) | "
-        f"{comparisons.interval(stats.accuracy(final))} | "
-        f"{comparisons.interval(stats.accuracy(best))} | "
-        f"{comparisons.interval(c.difference, signed=True)} | 200 | 6 / 0 | McNemar exact | "
+        f"{interval(stats.accuracy(final))} | "
+        f"{interval(stats.accuracy(best))} | "
+        f"{interval(c.difference, signed=True)} | 200 | 6 / 0 | McNemar exact | "
         f"0.031 | 0.062 |"
     ) in section  # Holm over the table's two rows: 2 x 2/64
     assert "| thesis-top1 seed 0: final + flip TTA | thesis-top1 seed 0: final |" in section

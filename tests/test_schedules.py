@@ -7,7 +7,8 @@ import pytest
 
 from fer_sweep.config import load_config
 from fer_sweep.errors import UserError
-from fer_sweep.schedules import make_learning_rate, make_optimizer, step_iteration_boundaries
+from fer_sweep.training import make_optimizer
+from fer_sweep.training._schedules import make_learning_rate, step_iteration_boundaries
 
 
 def _lr(schedule, iteration):

@@ -18,24 +18,17 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
-from fer_sweep.attempt import SEED_TAG, SEEDS_FILE, STOPPED_IN_SEED, TrainingRunner
 from fer_sweep.config import TrainConfig
-from fer_sweep.errors import UserError
-from fer_sweep.ranking import mean_sd, rank_trials, render
-from fer_sweep.runs import study_run
+from fer_sweep.errors import TrainingInterrupted, UserError
+from fer_sweep.lifecycle import RUN_ID, SEED_METRICS, SEED_RUNS, create_or_resume
+from fer_sweep.lifecycle._attempt import SEED_TAG, SEEDS_FILE, TrainingRunner
+from fer_sweep.lifecycle._study import SEED_VALUES, STOPPED_IN_SEED, work_folder
+from fer_sweep.lifecycle._worker import Worker, load_for_worker
+from fer_sweep.reporting import rank_trials, render
+from fer_sweep.search import load_sweep
 from fer_sweep.settings import Settings
-from fer_sweep.study import (
-    RUN_ID,
-    SEED_METRICS,
-    SEED_RUNS,
-    SEED_VALUES,
-    create_or_resume,
-    work_folder,
-)
-from fer_sweep.sweepfile import load_sweep
-from fer_sweep.tracking import connect
-from fer_sweep.train import TrainingInterrupted, TrainResult, report_of, training_data
-from fer_sweep.worker import Worker, load_for_worker
+from fer_sweep.tracking import connect, mean_sd, study_run
+from fer_sweep.training import TrainResult, report_of, training_data
 
 PAIR = """
 name: pair

@@ -14,9 +14,21 @@ from typing import Any
 import optuna
 import pytest
 
-from fer_sweep import samplers, space, sweepfile
 from fer_sweep.config import PRESETS, TrainConfig, make_config
 from fer_sweep.errors import UserError
+from fer_sweep.search import (
+    Budget,
+    SweepSpec,
+    arms,
+    expand,
+    make_pruner,
+    make_sampler,
+    suggest,
+    trial_config_values,
+    trial_label,
+)
+from fer_sweep.search import _sweepfile as sweepfile
+from fer_sweep.search._space import BUILTIN_BUDGETS, distributions, grid_points
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -34,16 +46,16 @@ SHIPPED_GRIDS = {
     "thesis_top3": None,
     "joint": None,
 }
-THESIS = space.BUILTIN_BUDGETS["thesis"]
+THESIS = BUILTIN_BUDGETS["thesis"]
 
 
-def grid_configs(spec: space.SweepSpec) -> list[TrainConfig]:
+def grid_configs(spec: SweepSpec) -> list[TrainConfig]:
     """Every grid point of ``spec`` as a validated config at the thesis budget."""
     grid = {n: p.grid_values() for n, p in spec.params.items() if p.type != "fixed"}
     configs = []
     for values in itertools.product(*grid.values()):
-        sampled = space.suggest(spec, optuna.trial.FixedTrial(dict(zip(grid, values, strict=True))))
-        configs.append(make_config(space.trial_config_values(spec, sampled, THESIS)))
+        sampled = suggest(spec, optuna.trial.FixedTrial(dict(zip(grid, values, strict=True))))
+        configs.append(make_config(trial_config_values(spec, sampled, THESIS)))
     return configs
 
 
@@ -93,13 +105,11 @@ def test_optimizer_arms() -> None:
 
 def test_a_grid_study_runs_every_arm_once_and_stops() -> None:
     spec = sweepfile.load_sweep("dropout")
-    study = optuna.create_study(direction="maximize", sampler=samplers.make_sampler(spec))
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
     seen = []
 
     def objective(trial: optuna.Trial) -> float:
-        seen.append(
-            make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
-        )
+        seen.append(make_config(trial_config_values(spec, suggest(spec, trial), THESIS)))
         return 0.0
 
     study.optimize(objective, n_trials=50)
@@ -111,8 +121,7 @@ def test_thesis_top3_trials_equal_the_presets_then_the_labelled_lr_1e_3_arm() ->
     spec = sweepfile.load_sweep("thesis_top3")
     assert spec.n_trials == 4 and len(spec.trials) == 4
     configs = [
-        make_config(space.trial_config_values(spec, space.expand(spec, trial), THESIS))
-        for trial in spec.trials
+        make_config(trial_config_values(spec, expand(spec, trial), THESIS)) for trial in spec.trials
     ]
     presets = [make_config(PRESETS[f"thesis-top{i}"]) for i in (1, 2, 3)]
     assert configs[:3] == presets
@@ -122,15 +131,13 @@ def test_thesis_top3_trials_equal_the_presets_then_the_labelled_lr_1e_3_arm() ->
 
 def test_thesis_top3_enqueued_trials_run_first_in_a_study() -> None:
     spec = sweepfile.load_sweep("thesis_top3")
-    study = optuna.create_study(direction="maximize", sampler=samplers.make_sampler(spec))
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
     for trial in spec.trials:
         study.enqueue_trial(trial)
     seen: list[TrainConfig] = []
 
     def objective(trial: optuna.Trial) -> float:
-        seen.append(
-            make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
-        )
+        seen.append(make_config(trial_config_values(spec, suggest(spec, trial), THESIS)))
         return 0.0
 
     study.optimize(objective, n_trials=spec.n_trials)
@@ -155,14 +162,14 @@ def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
         augment=True,
     )
     # FixedTrial raises on any parameter it was not given, so these prove the skips.
-    adam = space.suggest(
+    adam = suggest(
         spec,
         optuna.trial.FixedTrial(
             {**common, "optimizer": "adam", "adam_lr": 1e-3, "schedule": "step"}
         ),
     )
     assert adam["lr"] == 1e-3 and "momentum" not in adam and "decay" not in adam
-    sgd = space.suggest(
+    sgd = suggest(
         spec,
         optuna.trial.FixedTrial(
             {
@@ -177,17 +184,17 @@ def test_suggest_with_fixed_trial_asks_only_for_active_parameters() -> None:
         ),
     )
     assert (sgd["lr"], sgd["momentum"], sgd["nesterov"], sgd["decay"]) == (0.05, 0.95, True, 0.002)
-    make_config(space.trial_config_values(spec, sgd, THESIS))
+    make_config(trial_config_values(spec, sgd, THESIS))
 
 
 def test_suggest_in_a_real_study_respects_conditions() -> None:
     spec = sweepfile.load_sweep("joint")
     study = optuna.create_study(
-        direction="maximize", sampler=samplers.make_sampler(spec), pruner=samplers.make_pruner(spec)
+        direction="maximize", sampler=make_sampler(spec), pruner=make_pruner(spec)
     )
 
     def objective(trial: optuna.Trial) -> float:
-        config = make_config(space.trial_config_values(spec, space.suggest(spec, trial), THESIS))
+        config = make_config(trial_config_values(spec, suggest(spec, trial), THESIS))
         return config.conv_dropout + config.fc_dropout
 
     study.optimize(objective, n_trials=25)
@@ -206,10 +213,10 @@ def test_suggest_in_a_real_study_respects_conditions() -> None:
 
 def test_expand_rebuilds_config_values_from_recorded_params() -> None:
     spec = sweepfile.load_sweep("bn_position")
-    values = space.expand(spec, {"model": "Type A + ReLU", "bn_position": "before"})
+    values = expand(spec, {"model": "Type A + ReLU", "bn_position": "before"})
     assert values == {"arch": "A", "activation": "relu", "bn_position": "before"}
     with pytest.raises(UserError, match=r"bn_position\.yaml: space\.bn_position"):
-        space.expand(spec, {"model": "Type A + ReLU"})
+        expand(spec, {"model": "Type A + ReLU"})
 
 
 def test_float_steps_come_back_rounded() -> None:
@@ -219,11 +226,11 @@ def test_float_steps_come_back_rounded() -> None:
 
 def test_distributions_cover_the_sampled_parameters() -> None:
     spec = sweepfile.load_sweep("joint")
-    dists = space.distributions(spec)
+    dists = distributions(spec)
     assert list(dists) == list(spec.params)
     assert dists["adam_lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
     assert dists["conv_dropout"].step == 0.05
-    labels = space.distributions(sweepfile.load_sweep("dropout"))["dropout"].choices
+    labels = distributions(sweepfile.load_sweep("dropout"))["dropout"].choices
     assert "0.3 all" in labels
 
 
@@ -232,40 +239,40 @@ def test_distributions_cover_the_sampled_parameters() -> None:
 
 def test_budgets_apply() -> None:
     values = {"epochs": 80, "lr": 0.1}
-    assert space.BUILTIN_BUDGETS["smoke"].apply(values) == {"epochs": 2, "lr": 0.1, "subset": 300}
-    assert space.BUILTIN_BUDGETS["quick"].apply(values) == {"epochs": 10, "lr": 0.1, "subset": 0}
+    assert BUILTIN_BUDGETS["smoke"].apply(values) == {"epochs": 2, "lr": 0.1, "subset": 300}
+    assert BUILTIN_BUDGETS["quick"].apply(values) == {"epochs": 10, "lr": 0.1, "subset": 0}
     assert THESIS.apply(values) == {"epochs": 80, "lr": 0.1, "subset": 0}
     assert values == {"epochs": 80, "lr": 0.1}
 
 
 def test_a_shorter_budget_drops_the_report_epochs_it_never_reaches() -> None:
     values = {"epochs": 100, "report_epochs": [2, 30, 85]}
-    assert space.BUILTIN_BUDGETS["smoke"].apply(values)["report_epochs"] == [2]
-    assert space.BUILTIN_BUDGETS["quick"].apply(values)["report_epochs"] == [2]
-    assert space.Budget(subset=0, epochs=30).apply(values)["report_epochs"] == [2, 30]
+    assert BUILTIN_BUDGETS["smoke"].apply(values)["report_epochs"] == [2]
+    assert BUILTIN_BUDGETS["quick"].apply(values)["report_epochs"] == [2]
+    assert Budget(subset=0, epochs=30).apply(values)["report_epochs"] == [2, 30]
     assert THESIS.apply(values)["report_epochs"] == [2, 30, 85]
     assert values["report_epochs"] == [2, 30, 85]
     spec = sweepfile.load_sweep("augmentation")
-    sampled = space.expand(spec, {"augmentation": "no rescale"})
-    quick = make_config(space.trial_config_values(spec, sampled, spec.budget("quick")))
-    full = make_config(space.trial_config_values(spec, sampled, THESIS))
+    sampled = expand(spec, {"augmentation": "no rescale"})
+    quick = make_config(trial_config_values(spec, sampled, spec.budget("quick")))
+    full = make_config(trial_config_values(spec, sampled, THESIS))
     assert (quick.report_epochs, full.report_epochs) == ((), (90,))
 
 
 def test_budgets_scale_fraction_schedules_and_keep_thesis_epochs() -> None:
     spec = sweepfile.load_sweep("dropout")
-    sampled = space.expand(spec, {"dropout": "0.3 all"})
-    quick = make_config(space.trial_config_values(spec, sampled, spec.budget("quick")))
+    sampled = expand(spec, {"dropout": "0.3 all"})
+    quick = make_config(trial_config_values(spec, sampled, spec.budget("quick")))
     assert (quick.epochs, quick.step_epochs()) == (10, [5, 8])
-    full = make_config(space.trial_config_values(spec, sampled, spec.budget("thesis")))
+    full = make_config(trial_config_values(spec, sampled, spec.budget("thesis")))
     assert (full.epochs, full.subset) == (80, 0)
     assert sweepfile.load_sweep("momentum").budget("thesis").apply({"epochs": 100})["epochs"] == 100
 
 
 def test_file_budgets_and_the_default() -> None:
     spec = sweepfile.load_sweep("architecture")
-    assert spec.budget(None) == spec.budget("slice") == space.Budget(subset=7000, epochs=15)
-    assert set(space.BUILTIN_BUDGETS) < set(spec.budgets)
+    assert spec.budget(None) == spec.budget("slice") == Budget(subset=7000, epochs=15)
+    assert set(BUILTIN_BUDGETS) < set(spec.budgets)
     with pytest.raises(UserError) as err:
         spec.budget("weekend")
     assert "architecture.yaml" in str(err.value) and "slice" in str(err.value)
@@ -277,30 +284,30 @@ def test_file_budgets_and_the_default() -> None:
 def test_a_trial_label_names_each_sampled_choice_in_file_order() -> None:
     spec = sweepfile.load_sweep("bn_position")
     params = {"bn_position": "before", "model": "Type A + ReLU"}
-    assert space.trial_label(spec, params) == "model=Type A + ReLU; bn_position=before"
-    assert space.trial_label(sweepfile.load_sweep("dropout"), {"dropout": "0.8 FC only"}) == (
+    assert trial_label(spec, params) == "model=Type A + ReLU; bn_position=before"
+    assert trial_label(sweepfile.load_sweep("dropout"), {"dropout": "0.8 FC only"}) == (
         "dropout=0.8 FC only"
     )
     joint = sweepfile.load_sweep("joint")
     # Only the parameters the trial has (momentum is inactive for Adam); floats shortened.
-    label = space.trial_label(joint, {"optimizer": "adam", "adam_lr": 0.000123456789})
+    label = trial_label(joint, {"optimizer": "adam", "adam_lr": 0.000123456789})
     assert label == "optimizer=adam; adam_lr=0.0001235"
 
 
 def test_a_fixed_parameter_is_not_part_of_the_label(tmp_path: Path) -> None:
     text = "space:\n  arch: {type: fixed, value: C}\n  lr: {type: float, low: 0.01, high: 0.1}\n"
     spec = sweepfile.load_sweep(write_sweep(tmp_path, text, "fixed.yaml"))
-    assert space.trial_label(spec, {"arch": "C", "lr": 0.05}) == "lr=0.05"
+    assert trial_label(spec, {"arch": "C", "lr": 0.05}) == "lr=0.05"
 
 
 def test_arms_are_the_grid_in_file_order_or_the_enqueued_trials() -> None:
     architecture = sweepfile.load_sweep("architecture")
-    points = space.arms(architecture)
-    assert len(points) == 18 and points == space.grid_points(architecture)
+    points = arms(architecture)
+    assert len(points) == 18 and points == grid_points(architecture)
     assert [p["arch"] for p in points[:4]] == ["A", "A", "A", "B"]  # the first varies slowest
     top3 = sweepfile.load_sweep("thesis_top3")
-    assert space.arms(top3) == [dict(t) for t in top3.trials]
-    assert space.arms(sweepfile.load_sweep("joint")) == []
+    assert arms(top3) == [dict(t) for t in top3.trials]
+    assert arms(sweepfile.load_sweep("joint")) == []
 
 
 # --------------------------------------------------------------------------- wrong files
@@ -519,9 +526,11 @@ def test_a_sweep_parses_from_its_text_as_a_study_keeps_it(tmp_path: Path) -> Non
 
 
 def test_the_committed_json_schema_is_current(tmp_path: Path) -> None:
-    committed = Path(sweepfile.__file__).parent.parent / "sweeps" / "sweep.schema.json"
-    assert committed.read_text(encoding="utf-8") == sweepfile.schema_text(), "run make schema"
-    schema = sweepfile.schema()
+    from fer_sweep.search._schema import schema, schema_text
+
+    committed = Path(__file__).resolve().parents[1] / "sweeps" / "sweep.schema.json"
+    assert committed.read_text(encoding="utf-8") == schema_text(), "run make schema"
+    schema = schema()
     assert schema["required"] == ["space"] and schema["additionalProperties"] is False
     assert schema["properties"]["sampler"]["anyOf"][0]["enum"][:2] == ["tpe", "random"]
     # A mapping without type is the default type's, for the schema as for the loader.
@@ -576,10 +585,10 @@ def test_make_sampler_builds_each_type_and_it_samples(tmp_path: Path, kind: str)
     spec = sweepfile.load_sweep(
         write_sweep(tmp_path, FINITE_SPACE + f"sampler: {kind}\n", "s.yaml")
     )
-    sampler = samplers.make_sampler(spec)
+    sampler = make_sampler(spec)
     assert type(sampler) is SAMPLERS[kind]
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(lambda t: space.suggest(spec, t)["conv_dropout"], n_trials=4)
+    study.optimize(lambda t: suggest(spec, t)["conv_dropout"], n_trials=4)
     assert len(study.trials) == 4
     assert spec.grid_size() == (3 * 4 * 2 if kind == "grid" else None)
 
@@ -588,8 +597,8 @@ def test_make_sampler_seed_override(tmp_path: Path) -> None:
     spec = sweepfile.load_sweep(write_sweep(tmp_path, GOOD_SPACE + "sampler: random\n", "s.yaml"))
 
     def first_lr(seed: int | None) -> Any:
-        study = optuna.create_study(sampler=samplers.make_sampler(spec, seed=seed))
-        study.optimize(lambda t: space.suggest(spec, t)["lr"], n_trials=1)
+        study = optuna.create_study(sampler=make_sampler(spec, seed=seed))
+        study.optimize(lambda t: suggest(spec, t)["lr"], n_trials=1)
         return study.trials[0].params["lr"]
 
     assert first_lr(None) == first_lr(0) != first_lr(1)
@@ -607,7 +616,7 @@ PRUNERS = {
 def test_make_pruner_builds_each_type(tmp_path: Path, kind: str) -> None:
     cls, options = PRUNERS[kind]
     text = GOOD_SPACE + f"pruner: {{type: {kind}{options}}}\n"
-    pruner = samplers.make_pruner(sweepfile.load_sweep(write_sweep(tmp_path, text, "p.yaml")))
+    pruner = make_pruner(sweepfile.load_sweep(write_sweep(tmp_path, text, "p.yaml")))
     assert type(pruner) is cls
 
 
@@ -620,7 +629,7 @@ def test_patient_pruner_wraps_median(tmp_path: Path) -> None:
         "min_delta": 0.01,
         "wrapped": {"type": "median"},
     }
-    pruner = samplers.make_pruner(spec)
+    pruner = make_pruner(spec)
     assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
     assert pruner._patience == 3
 

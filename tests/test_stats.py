@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fer_sweep import stats
 from fer_sweep.errors import UserError
+from fer_sweep.reporting import stats
 
 
 def _pairs(a_only: int, b_only: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,11 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
-from fer_sweep.ranking import rank_trials, render
+from fer_sweep.lifecycle import open_storage, run_sweep
+from fer_sweep.reporting import rank_trials, render
+from fer_sweep.search import load_sweep
 from fer_sweep.settings import Settings
-from fer_sweep.storage import open_storage
-from fer_sweep.sweep import run_sweep
-from fer_sweep.sweepfile import load_sweep
 from fer_sweep.tracking import connect
 
 pytestmark = pytest.mark.slow
@@ -122,7 +121,8 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     # best --ensemble: the trials' logged final models, evaluated once on their PrivateTest.
     # An ensemble of one is that trial: the loaded model, the split and the scoring all agree.
     from fer_sweep.data import load_dataset
-    from fer_sweep.ensemble import ROLE_TAG, evaluate_top_trials
+    from fer_sweep.reporting import evaluate_top_trials
+    from fer_sweep.reporting._ensemble import ROLE_TAG
 
     dataset = load_dataset(fer_csv)
     alone = evaluate_top_trials(client, study, rows[:1], dataset)
@@ -139,7 +139,7 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
 
     # Per-image predictions: every trial logged its own, the ensembles theirs, and the ensemble
     # of one predicts image for image what its trial's final weights did.
-    from fer_sweep import predictions
+    from fer_sweep.training import predictions
 
     def logged(run_id: str) -> predictions.Predictions:
         local = client.download_artifacts(run_id, predictions.ARTIFACT, str(tmp_path / run_id))
@@ -161,12 +161,10 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
 
     # report: each trial's accuracies from its predictions, every pair tested on the images,
     # logged under the study's run and linked from its note.
-    from fer_sweep import stats, study_report
-    from fer_sweep.describe import NOTE
+    from fer_sweep.reporting import build_study_report, finished_trials, log_study_report, stats
+    from fer_sweep.tracking import NOTE
 
-    built = study_report.build(
-        client, study_report.finished_trials(_storage(), "tiny-tiny"), "tiny-tiny"
-    )
+    built = build_study_report(client, finished_trials(_storage(), "tiny-tiny"), "tiny-tiny")
     assert [c.trial for c in built.configurations] == sorted(t.number for t in trials)
     first = next(c for c in built.configurations if c.run_id == rows[0].run_id)
     assert first.scores["PrivateTest/final"].value == pytest.approx(rows[0].private_final)
@@ -176,14 +174,14 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     assert [c.p_holm for c in pairs] == pytest.approx(stats.holm([c.p for c in pairs]))
     assert json.loads(built.to_json())["comparisons"]["PrivateTest/best"][0]["images"] == 60
     assert "## Between configurations: PrivateTest, final weights" in built.to_markdown()
-    study_report.log(client, study, built)
+    log_study_report(client, study, built)
     logged_files = {f.path for f in client.list_artifacts(parent, "report")}
     assert logged_files == {
         "report/report.md",
         "report/report-intervals.png",
         "report/report-curves.png",
     }
-    study_report.log(client, study, built)  # again: the note keeps one link
+    log_study_report(client, study, built)  # again: the note keeps one link
     assert client.get_run(parent).data.tags[NOTE].count("report/report.md") == 1
 
     # A trial whose predictions are gone (one that finished before trials stored them): one
@@ -195,9 +193,7 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     artifacts = local_file_uri_to_path(client.get_run(rows[0].run_id).info.artifact_uri)
     (Path(artifacts) / predictions.ARTIFACT).unlink()
     with pytest.raises(UserError, match=f"trial {rows[0].trial} of study tiny-tiny: no "):
-        study_report.build(
-            client, study_report.finished_trials(_storage(), "tiny-tiny"), "tiny-tiny"
-        )
+        build_study_report(client, finished_trials(_storage(), "tiny-tiny"), "tiny-tiny")
 
 
 DIVERGE_AND_PRUNE = """
@@ -269,7 +265,7 @@ def test_two_workers_share_one_study_without_lost_or_duplicated_trials(tmp_path,
 
 def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
     from fer_sweep.errors import UserError
-    from fer_sweep.study import create_or_resume
+    from fer_sweep.lifecycle import create_or_resume
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
@@ -283,7 +279,7 @@ def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
 
 def test_jax_workers_on_one_machine_share_the_gpu_memory(monkeypatch, tmp_path):
     from fer_sweep import backend
-    from fer_sweep.processes import MEM_FRACTION, worker_environ
+    from fer_sweep.lifecycle._processes import MEM_FRACTION, worker_environ
     from fer_sweep.settings import Settings
 
     settings = Settings.resolve(store_dir=tmp_path, environ={})
@@ -315,8 +311,8 @@ default_budget: tiny
 def test_seeds_2_trains_nested_seed_runs_and_the_report_intervals_span_seeds_and_images(
     tmp_path, fer_csv
 ):
-    from fer_sweep import study_report
-    from fer_sweep.study import SEED_RUNS
+    from fer_sweep.lifecycle import SEED_RUNS
+    from fer_sweep.reporting import build_study_report, finished_trials
 
     spec = _write(tmp_path, SEEDED, "seeded")
     counts = run_sweep(spec, _settings(), data=str(fer_csv), live=False)
@@ -331,9 +327,7 @@ def test_seeds_2_trains_nested_seed_runs_and_the_report_intervals_span_seeds_and
         assert [r.info.status for r in seeds] == ["FINISHED"] * 2
         assert [r.data.params["seed"] for r in seeds] == ["0", "1"]
         assert t.value == pytest.approx(np.mean(t.user_attrs["seed_values"]))
-    built = study_report.build(
-        client, study_report.finished_trials(_storage(), "seeded-tiny"), "seeded-tiny"
-    )
+    built = build_study_report(client, finished_trials(_storage(), "seeded-tiny"), "seeded-tiny")
     for c in built.configurations:
         assert c.correct("PrivateTest", "final").shape == (2, 40)  # both seeds, same images
         est = c.scores["PrivateTest/final"]

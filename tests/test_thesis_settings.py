@@ -28,9 +28,8 @@ import yaml
 
 from fer_sweep import metric_names
 from fer_sweep.config import TrainConfig, make_config
-from fer_sweep.plan import make_plan, render_plan
-from fer_sweep.space import BUILTIN_BUDGETS, expand
-from fer_sweep.sweepfile import list_sweeps, load_sweep
+from fer_sweep.search import expand, list_sweeps, load_sweep, make_plan, render_plan
+from fer_sweep.search._space import BUILTIN_BUDGETS
 
 REPO = Path(__file__).resolve().parents[1]
 THESIS_TEXT = REPO.parent / "shared" / "thesis" / "000_bbb969569b5417d9.txt"
@@ -673,7 +672,7 @@ def test_plan_on_the_command_line_prints_every_arm_and_writes_nothing(tmp_path: 
     # In a fresh interpreter, so that what it imports is its own doing.
     code = (
         "import sys\n"
-        "from fer_sweep.cli import main\n"
+        "from fer_sweep.cli._app import main\n"
         "main(['sweep', 'dropout', '--budget', 'thesis', '--plan'])\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules)\n"
         "print('# imported:', heavy)\n"
@@ -681,7 +680,8 @@ def test_plan_on_the_command_line_prints_every_arm_and_writes_nothing(tmp_path: 
     store = tmp_path / "store"
     # This machine's pace of C at batch 64 is known (a fresh machine would measure it with a
     # short fit, which is what loads TensorFlow): the plan's forecast comes from the cache.
-    from fer_sweep.forecast import FER2013_TRAINING_IMAGES, Pace, PaceCache, pace_key
+    from fer_sweep.lifecycle import FER2013_TRAINING_IMAGES, PaceCache, pace_key
+    from fer_sweep.lifecycle._forecast import Pace
 
     cache = tmp_path / "cache"
     key = pace_key("tensorflow", "C", 64, FER2013_TRAINING_IMAGES)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from fer_sweep.config import load_config
-from fer_sweep.forecast import MEASURE_BATCHES, MEASURE_SKIP, measure_pace
+from fer_sweep.lifecycle import measure_pace
+from fer_sweep.lifecycle._forecast import MEASURE_BATCHES, MEASURE_SKIP
 
 
 def test_the_short_fit_times_the_real_trainer_and_says_how():

@@ -13,16 +13,12 @@ import optuna
 import pytest
 
 from fer_sweep import metric_names as names
-from fer_sweep.runs import TrackedRun, open_run
 from fer_sweep.settings import Settings
-from fer_sweep.tracking import (
-    CHECKPOINT_TAG,
-    CheckpointUploader,
-    EpochLogger,
-    connect,
-    fetch_checkpoint,
-)
-from fer_sweep.train import STATE_FILE, checkpoint_epoch, checkpoint_path
+from fer_sweep.tracking import connect, open_run
+from fer_sweep.tracking._checkpoints import CHECKPOINT_TAG, CheckpointUploader, fetch_checkpoint
+from fer_sweep.tracking._logging import EpochLogger
+from fer_sweep.tracking._runs import TrackedRun
+from fer_sweep.training import STATE_FILE, checkpoint_epoch, checkpoint_path
 
 
 @pytest.fixture
@@ -167,7 +163,7 @@ def test_a_background_write_that_fails_is_noted_on_the_run_when_it_closes(client
     logger = EpochLogger(run)
     for epoch in range(3):
         logger.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": 0.5})
-    from fer_sweep.runs import Outcome
+    from fer_sweep.outcomes import Outcome
 
     run.close(Outcome.COMPLETE)  # waits for the writes first
     assert run.errors == ["epoch 2: server gone at epoch 2"]
@@ -256,11 +252,12 @@ default_budget: smoke
 
 
 def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_csv):
-    from fer_sweep.attempt import TrainingRunner, open_worker
-    from fer_sweep.runs import Outcome, study_run
-    from fer_sweep.study import create_or_resume
-    from fer_sweep.sweepfile import load_sweep
-    from fer_sweep.worker import AttemptReport
+    from fer_sweep.lifecycle import create_or_resume, open_worker
+    from fer_sweep.lifecycle._attempt import TrainingRunner
+    from fer_sweep.lifecycle._worker import AttemptReport
+    from fer_sweep.outcomes import Outcome
+    from fer_sweep.search import load_sweep
+    from fer_sweep.tracking import study_run
 
     class NoTraining(TrainingRunner):
         def run(self, attempt, trial):
@@ -291,8 +288,8 @@ def test_a_study_run_by_workers_alone_ends_with_the_study(tmp_path, client, fer_
 def test_a_finished_trials_work_folder_goes_unless_mlflow_missed_part_of_it():
     import threading
 
-    from fer_sweep.attempt import MLFLOW_ERRORS, TrainingRunner
-    from fer_sweep.study import work_folder
+    from fer_sweep.lifecycle._attempt import MLFLOW_ERRORS, TrainingRunner
+    from fer_sweep.lifecycle._study import work_folder
 
     settings = Settings.resolve()
     study = optuna.create_study(study_name="s", storage=optuna.storages.InMemoryStorage())
@@ -331,7 +328,8 @@ def test_a_finished_run_logs_its_accuracies_as_fractions_and_in_percent(client, 
     from conftest import fake_result
 
     from fer_sweep.config import load_config
-    from fer_sweep.tracking import final_metrics, log_result
+    from fer_sweep.tracking import final_metrics
+    from fer_sweep.tracking._logging import log_result
 
     result = fake_result(load_config(overrides=["fc_dropout=0.3"]), tmp_path)
     with open_run(client, experiment="percent") as run:

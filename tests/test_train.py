@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from fer_sweep import metric_names as names
-from fer_sweep import predictions
 from fer_sweep.config import TrainConfig, load_config
-from fer_sweep.runs import open_run
+from fer_sweep.errors import TrainingInterrupted
 from fer_sweep.settings import Settings
-from fer_sweep.tracking import connect, tracked_train
-from fer_sweep.train import TrainingInterrupted, checkpoint_epoch, train
+from fer_sweep.tracking import connect, open_run, tracked_train
+from fer_sweep.training import checkpoint_epoch, predictions, train
 
 pytestmark = pytest.mark.slow
 
@@ -151,14 +150,14 @@ TODAYS_LAYOUT = {"model.keras", "state.json", "best.weights.h5"}
 def test_a_checkpoint_in_todays_layout_resumes(fer_dataset, tmp_path):
     """Folders written before checkpoint.prev existed (results/work/*/checkpoint: model.keras,
     state.json, best.weights.h5 and nothing beside them) still resume."""
-    from fer_sweep.train import _restore
+    from fer_sweep.training._checkpoint import restore_checkpoint
 
     if (REPRO / "checkpoint").is_dir():  # the reproduction's own, 80 epochs of thesis-top1
         real = tmp_path / "real"
         shutil.copytree(REPRO / "checkpoint", real / "checkpoint")
         assert {p.name for p in (real / "checkpoint").iterdir()} == TODAYS_LAYOUT
         saved = json.loads((real / "checkpoint" / "state.json").read_text())["config"]
-        model, state, note = _restore(real, TrainConfig(**saved))
+        model, state, note = restore_checkpoint(real, TrainConfig(**saved))
         assert model is not None and state.epoch == 80 == checkpoint_epoch(real) and note == ""
     cfg = _config(epochs=2, subset=128, batch_size=32)
     train(cfg.replace(epochs=1), fer_dataset, workdir=tmp_path / "w")

@@ -17,13 +17,31 @@ from pathlib import Path
 
 import pytest
 
-from fer_sweep import ui
 from fer_sweep.errors import UserError
+from fer_sweep.tracking import (
+    DEFAULT_WORKERS,
+    app_registered,
+    landing_url,
+    mlflow_command,
+    serve,
+    server_env,
+    study_url,
+)
+from fer_sweep.tracking import _ui as ui
+from fer_sweep.tracking._ui import (
+    APP_FACTORY,
+    APP_GROUP,
+    APP_NAME,
+    HOST,
+    JOB_RUNNER_ENV,
+    OPEN_PATH,
+    port_is_free,
+)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
-        sock.bind((ui.HOST, 0))
+        sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 
@@ -84,46 +102,46 @@ def test_sigterm_stops_the_whole_server_tree_and_frees_the_port():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             seen.update(descendants(os.getpid()))
-            if len(seen) >= 5 and not ui.port_is_free(port):
+            if len(seen) >= 5 and not port_is_free(port):
                 break
             time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch_then_terminate, daemon=True).start()
-    code = ui.serve([sys.executable, "-c", TREE, str(port)], port=port)
+    code = serve([sys.executable, "-c", TREE, str(port)], port=port)
     left = [p for p in seen if alive(p)]
     for pid in left:  # a failing run must not leave its sleepers behind
         os.kill(pid, signal.SIGKILL)
     assert code == 128 + signal.SIGTERM
     assert len(seen) >= 5  # server, three children, one grandchild
     assert not left
-    assert ui.port_is_free(port)
+    assert port_is_free(port)
     # Our own SIGTERM handling is back to what it was.
     assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_busy_port_is_one_clear_error():
     with socket.socket() as sock:
-        sock.bind((ui.HOST, 0))
+        sock.bind((HOST, 0))
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(UserError, match=f"port {port} .* in use"):
-            ui.serve([sys.executable, "-c", "pass"], port=port)
+            serve([sys.executable, "-c", "pass"], port=port)
 
 
 def test_the_links_go_through_fer_sweeps_page_of_the_mlflow_app_it_starts():
-    assert ui.landing_url(5000) == "http://127.0.0.1:5000/fer-sweep/open"
-    assert ui.study_url(5000, "7") == "http://127.0.0.1:5000/fer-sweep/open?experiment=7"
-    cmd = ui.mlflow_command("sqlite:////x/mlflow.db", 5001, 1, None)
-    assert cmd[cmd.index("--app-name") + 1] == ui.APP_NAME == "fer-sweep"
+    assert landing_url(5000) == "http://127.0.0.1:5000/fer-sweep/open"
+    assert study_url(5000, "7") == "http://127.0.0.1:5000/fer-sweep/open?experiment=7"
+    cmd = mlflow_command("sqlite:////x/mlflow.db", 5001, 1, None)
+    assert cmd[cmd.index("--app-name") + 1] == APP_NAME == "fer-sweep"
 
 
 def test_pyproject_declares_the_app_the_command_names():
     import tomllib
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    apps = project["project"]["entry-points"][ui.APP_GROUP]
-    assert apps == {ui.APP_NAME: ui.APP_FACTORY}
+    apps = project["project"]["entry-points"][APP_GROUP]
+    assert apps == {APP_NAME: APP_FACTORY}
 
 
 def test_mlflow_finds_the_app_without_a_reinstall(monkeypatch):
@@ -131,28 +149,28 @@ def test_mlflow_finds_the_app_without_a_reinstall(monkeypatch):
     ``--app-name`` still finds the app in the environment ``fer_sweep ui`` gives it; with it,
     that environment is left as it is."""
     monkeypatch.setattr(ui, "app_installed", lambda: True)
-    with ui.app_registered({"A": "1"}) as env:
+    with app_registered({"A": "1"}) as env:
         assert env == {"A": "1"}
     monkeypatch.setattr(ui, "app_installed", lambda: False)
     probe = "from mlflow.server import _find_app; print(_find_app('fer-sweep'))"
-    with ui.app_registered(ui.server_env()) as env:
+    with app_registered(server_env()) as env:
         found = subprocess.run(
             [sys.executable, "-c", probe], env=env, text=True, capture_output=True
         )
         folder = env["PYTHONPATH"].split(os.pathsep)[0]
-    assert found.stdout.strip() == ui.APP_FACTORY, found.stderr[-2000:]
+    assert found.stdout.strip() == APP_FACTORY, found.stderr[-2000:]
     assert not Path(folder).exists()  # gone with the server
 
 
 def test_the_open_page_prepares_the_browser_then_goes_to_the_list_or_a_study():
-    from fer_sweep import ui_app
-    from fer_sweep.describe import runs_url
+    from fer_sweep.tracking import runs_url
+    from fer_sweep.tracking._ui_app import page
 
     def settings(html: str) -> dict:
         start = html.index("const settings = ") + len("const settings = ")
         return json.loads(html[start : html.index(";\n", start)])
 
-    listed = settings(ui_app.page(None))
+    listed = settings(page(None))
     assert listed["target"] == "/#/experiments?workflowType=machine_learning"
     assert listed["workflowKey"] == "mlflow.workflowType_v1"
     assert json.dumps(listed["workflow"]) == '"machine_learning"'  # useLocalStorage's JSON
@@ -161,39 +179,39 @@ def test_the_open_page_prepares_the_browser_then_goes_to_the_list_or_a_study():
         'MLflowLocalStorage-1.1-ExperimentPage-["3"]-ReactComponentState'
     )
     assert (
-        settings(ui_app.page("12"))["target"]
+        settings(page("12"))["target"]
         == runs_url("", "12")
         == ("/#/experiments/12/runs?workflowType=machine_learning&viewStateShareKey=fer-sweep")
     )
 
 
 def test_the_mlflow_app_serves_the_page_and_refuses_what_is_not_an_experiment_id():
-    from fer_sweep import ui_app
+    from fer_sweep.tracking._ui_app import create_app
 
-    app = ui_app.create_app()  # MLflow's FastAPI app here (uvicorn); its Flask app inside
-    ui_app.create_app()  # a second call adds nothing
+    app = create_app()  # MLflow's FastAPI app here (uvicorn); its Flask app inside
+    create_app()  # a second call adds nothing
     from mlflow.server import app as flask_app
 
-    assert [r.rule for r in flask_app.url_map.iter_rules()].count(ui.OPEN_PATH) == 1
+    assert [r.rule for r in flask_app.url_map.iter_rules()].count(OPEN_PATH) == 1
     assert app is flask_app or hasattr(app, "routes")
     web = flask_app.test_client()
-    reply = web.get(ui.OPEN_PATH + "?experiment=4")
+    reply = web.get(OPEN_PATH + "?experiment=4")
     assert reply.status_code == 200 and reply.mimetype == "text/html"
     assert reply.headers["Cache-Control"] == "no-store"
     assert "/#/experiments/4/runs?" in reply.get_data(as_text=True)
-    bad = web.get(ui.OPEN_PATH + "?experiment=4%3C/script%3E")
+    bad = web.get(OPEN_PATH + "?experiment=4%3C/script%3E")
     assert bad.status_code == 400 and "not an experiment id" in bad.get_data(as_text=True)
 
 
 def test_the_job_runner_is_off_unless_the_environment_asks_for_it():
-    assert ui.server_env({})[ui.JOB_RUNNER_ENV] == "false"
-    assert ui.server_env({ui.JOB_RUNNER_ENV: "true"})[ui.JOB_RUNNER_ENV] == "true"
-    cmd = ui.mlflow_command("sqlite:////x/mlflow.db", 5001, ui.DEFAULT_WORKERS, None)
+    assert server_env({})[JOB_RUNNER_ENV] == "false"
+    assert server_env({JOB_RUNNER_ENV: "true"})[JOB_RUNNER_ENV] == "true"
+    cmd = mlflow_command("sqlite:////x/mlflow.db", 5001, DEFAULT_WORKERS, None)
     assert cmd[cmd.index("--workers") + 1] == "1" and "--default-artifact-root" not in cmd
 
 
 def rest(port: int, path: str, body: dict | None = None) -> dict:
-    url = f"http://{ui.HOST}:{port}/api/2.0/mlflow/{path}"
+    url = f"http://{HOST}:{port}/api/2.0/mlflow/{path}"
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as reply:
@@ -217,9 +235,9 @@ def wait_for_rest(port: int, proc: subprocess.Popen, timeout: float = 300) -> No
 def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_csv, tiny_sweep):
     from fer_sweep import metric_names as mn
     from fer_sweep.data import load_dataset
+    from fer_sweep.lifecycle import run_sweep
+    from fer_sweep.search import load_sweep
     from fer_sweep.settings import Settings
-    from fer_sweep.sweep import run_sweep
-    from fer_sweep.sweepfile import load_sweep
 
     counts = run_sweep(load_sweep(tiny_sweep), Settings.resolve(), data=str(fer_csv), live=False)
     assert counts["complete"] == 2
@@ -303,9 +321,9 @@ def test_ui_serves_the_sweep_over_rest_and_sigterm_frees_the_port(tmp_path, fer_
     assert code == 0, (tmp_path / "ui.log").read_text()[-2000:]
     assert len(tree) >= 2  # `mlflow ui` and its uvicorn server at least
     assert not [p for p in tree if alive(p)]
-    assert ui.port_is_free(port)
+    assert port_is_free(port)
     with pytest.raises(ConnectionRefusedError):  # nobody listens there any more
-        socket.create_connection((ui.HOST, port), timeout=5).close()
+        socket.create_connection((HOST, port), timeout=5).close()
     printed = (tmp_path / "ui.log").read_text()
     assert "MLflow UI stopped" in printed
     assert "MLflow UI ready after " in printed

@@ -4,7 +4,7 @@ Headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright; no brow
 with a fresh profile, as a new user meets the UI: the printed experiments-list link, one
 click on the study, and the runs table must show the study's saved view (trials only, best
 first, the accuracies in percent), not MLflow's GenAI overview of the experiment. What makes
-it work are MLflow 3.17's own localStorage keys (fer_sweep/ui_app.py), so this is the test that
+it work are MLflow 3.17's own localStorage keys (tracking/_ui_app.py), so this is the test that
 catches an MLflow upgrade that reads them no more. Skipped without chromium or playwright.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from fer_sweep import metric_names as mn
-from fer_sweep import ui
-from fer_sweep.describe import TRIALS_ONLY
+from fer_sweep.tracking._ui import HOST
+from fer_sweep.tracking._views import TRIALS_ONLY
 
 CHROMIUM = os.environ.get("FER_SWEEP_CHROMIUM", "/usr/bin/chromium")
 if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
@@ -54,9 +54,9 @@ BEST, OTHER = "t01 dropout=off", "t00 dropout=0.3 all"
 def printed_links(tmp_path, synthetic_csv, fake_training, tiny_sweep):
     """A two-trial study logged by fer_sweep (no training), then `fer_sweep ui` on its store:
     the links it printed, {name: link}, the experiments list under "list"."""
+    from fer_sweep.lifecycle import run_sweep
+    from fer_sweep.search import load_sweep
     from fer_sweep.settings import Settings
-    from fer_sweep.sweep import run_sweep
-    from fer_sweep.sweepfile import load_sweep
 
     counts = run_sweep(
         load_sweep(tiny_sweep), Settings.resolve(), data=str(synthetic_csv), live=False
@@ -91,7 +91,7 @@ def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
-        sock.bind((ui.HOST, 0))
+        sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 

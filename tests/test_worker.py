@@ -14,33 +14,21 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fer_sweep.runs import Outcome
-from fer_sweep.settings import Settings
-from fer_sweep.study import (
+from fer_sweep.lifecycle import RUN_ID, create_or_resume, settle_all
+from fer_sweep.lifecycle._decisions import Step, admission, next_step, resumes_first, wants_more
+from fer_sweep.lifecycle._settle import put_resumes_first, settle
+from fer_sweep.lifecycle._study import (
     OUTCOME,
     PREVIOUS_RUN,
     RETRY_OF,
-    RUN_ID,
-    create_or_resume,
     lineages,
     space_points,
     summarize,
 )
-from fer_sweep.sweepfile import load_sweep
-from fer_sweep.worker import (
-    AttemptReport,
-    Runner,
-    Step,
-    Worker,
-    admission,
-    load_for_worker,
-    next_step,
-    put_resumes_first,
-    resumes_first,
-    settle,
-    settle_all,
-    wants_more,
-)
+from fer_sweep.lifecycle._worker import AttemptReport, Runner, Worker, load_for_worker
+from fer_sweep.outcomes import Outcome
+from fer_sweep.search import load_sweep
+from fer_sweep.settings import Settings
 
 C, P, STOP, L, D, E = (
     Outcome.COMPLETE,
@@ -414,7 +402,7 @@ def test_a_configuration_training_refuses_is_terminal_and_not_rearmed(
     tmp_path, settings, storage, capsys
 ):
     from fer_sweep.errors import UserError
-    from fer_sweep.runs import STATUS, outcome_of
+    from fer_sweep.outcomes import STATUS, outcome_of
 
     refusal = UserError("a step schedule with 2 drop(s) needs more than 1 update(s)")
     assert outcome_of(refusal) is Outcome.REFUSED
@@ -437,7 +425,7 @@ def test_a_configuration_training_refuses_is_terminal_and_not_rearmed(
 
 
 def test_a_run_in_which_no_attempt_completed_names_the_reasons(storage):
-    from fer_sweep.sweep import failures_of_this_run
+    from fer_sweep.lifecycle._sweep import failures_of_this_run
 
     study = optuna.create_study(storage=storage)
     done = study.ask()
@@ -458,7 +446,7 @@ def test_a_run_in_which_no_attempt_completed_names_the_reasons(storage):
 
 
 def test_a_recreated_study_or_another_storage_never_shares_a_work_folder(tmp_path, settings):
-    from fer_sweep.study import work_folder
+    from fer_sweep.lifecycle._study import work_folder
 
     spec = spec_of(tmp_path, GRID, "grid")
     url = f"sqlite:///{tmp_path / 'a.db'}"
@@ -506,7 +494,7 @@ def test_a_full_disk_stops_the_worker_in_one_line_and_the_attempt_resumes(
     import errno
 
     from fer_sweep.errors import StoreError, disk_full, store_cause
-    from fer_sweep.runs import outcome_of
+    from fer_sweep.outcomes import outcome_of
 
     enospc = OSError(errno.ENOSPC, "No space left on device", "/mlruns/work/x/model.keras")
     assert outcome_of(enospc) is Outcome.INTERRUPTED  # resumable, costs no retry
