@@ -1,8 +1,12 @@
 """The command line: argument parsing and exit codes, nothing else.
 
 A :class:`~fer_sweep.errors.UserError` becomes one ``error: ...`` line on stderr and exit
-code 2; anything else is a bug and keeps its traceback. ``_app`` holds the commands, ``_run``
-the way a command line is run.
+code 2; anything else is a bug and keeps its traceback.
+
+- ``_app``: the ``fer_sweep`` Typer app and :func:`main`;
+- ``_train_commands``, ``_sweep_commands``, ``_result_commands``: the commands, by what
+  they work on; ``_options``: the options they share and the settings they resolve;
+- ``_run``: how a command line runs (:func:`run_app`, which ``benchmarks`` uses too).
 """
 
 import lazy_loader as lazy
@@ -12,7 +16,8 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=[],
     submod_attrs={
-        "_app": ["DataOpt", "app", "main"],
+        "_app": ["app", "main"],
+        "_options": ["DataOpt"],
         "_run": ["run_app"],
     },
 )

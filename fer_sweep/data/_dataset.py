@@ -1,22 +1,8 @@
-"""FER-2013 sources, their validation, the HDF5 cache and stratified subsets.
+"""FER-2013 rows as arrays (:class:`Dataset`), and what each split is for.
 
-Three source layouts are read, all to the same arrays:
-
-- the Kaggle CSV ``emotion,pixels,Usage`` (extra columns are ignored);
-- the same CSV gzip-compressed (recognised by its magic bytes, whatever the suffix);
-- a per-image folder ``ROOT/<split>/<emotion>/<file>.jpg|png`` of 48x48 images.
-
-The first load of a source converts it to an HDF5 cache (under ``FER_SWEEP_CACHE``, else
-``~/.cache/fer-sweep``), never next to the source; later loads read the cache while the
-source's size and modification time are unchanged. Every problem with the input raises
-:class:`~fer_sweep.errors.UserError` naming the file, the line where there is one, and the
-problem.
-
-Example::
-
-    ds = load_dataset("data/fer2013.csv.gz")
-    x_train, y_train = ds.arrays("Training")
-    small = stratified_subset(ds, 500, seed=1)
+Every source layout (``_csv``, ``_folder``) parses to :class:`Parsed`; loading
+(``_load``) adds where the rows came from. A split a run needs and lacks is refused before
+anything trains (:func:`require_splits`).
 """
 
 from __future__ import annotations
@@ -89,12 +75,6 @@ class Dataset:
         return len(self.labels)
 
 
-# --- where the data is ------------------------------------------------------------------
-
-
-# --- loading and the cache --------------------------------------------------------------
-
-
 @dataclass(frozen=True, eq=False)
 class Parsed:
     """What a source reader returns; load_dataset adds the paths."""
@@ -103,21 +83,6 @@ class Parsed:
     labels: np.ndarray
     split: np.ndarray
     sha256: str
-
-
-# --- CSV --------------------------------------------------------------------------------
-
-
-# --- folders of images ------------------------------------------------------------------
-
-
-# --- subsets ----------------------------------------------------------------------------
-
-
-# --- synthetic data ---------------------------------------------------------------------
-
-
-# --- report -----------------------------------------------------------------------------
 
 
 # What each split is for: a dataset without one of them cannot train, select or report.

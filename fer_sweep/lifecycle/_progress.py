@@ -1,5 +1,9 @@
-"""Progress: a bar per epoch with its ETA (``train``), a sweep trial's progress inside and
-after each epoch (:class:`TrialProgress`), and the live view of a study (:class:`StudyView`).
+"""A sweep's progress: each trial's inside and after each epoch, and the live view of a study.
+
+:class:`TrialProgress` publishes a running trial's in-epoch progress (batches, images/s) as
+trial user attributes and, off a terminal, prints a line per epoch; :class:`StudyView`
+draws the study live from its storage; :func:`epoch_end_message` says, on Ctrl-C, when the
+running epochs end.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """One worker: runs a study's trials, one at a time, until the study has its ``n_trials``.
 
-The decisions are small pure functions over what the study's storage holds, so tests drive
-them with in-memory Optuna and a fake trainer:
-
-- :func:`wants_more`: is there anything left to start? Distinct configurations (lineages, see
-  :mod:`._study`) count toward ``n_trials``, retries do not; a discrete space whose
-  every point has been tried is done.
-- :func:`admission`: may a fresh trial train? Not when it is a duplicate of a point another
-  trial holds, nor when it is past ``n_trials`` (workers that race for the last slot).
-- :func:`resumes_first`: which queued trials go behind the resumes of interrupted trials, so
-  the next run finishes a trial cut short before it starts new ones.
-- :func:`next_step`: after an attempt, from that attempt's own outcome and its lineage's
-  earlier ones: done, resume (interrupted on request), retry (a failure, at most
-  ``max_retries`` times) or give up (recorded FAIL with its reason).
-
-Every trial draws its sampler's randomness from ``(the sweep file's seed, the trial's
-number)`` (:class:`TrialSeededSampler`): one seeded process is reproducible, and no two
-processes, and no resumed sweep, repeat each other's proposals, since trial numbers are
-unique in a study.
+The loop asks the pure decisions (:mod:`._decisions`) what to do next, writes what they
+decide through :mod:`._settle`, and hands each attempt to a :class:`Runner`: the real one
+trains and tracks it (:class:`~._attempt.TrainingRunner`), tests hand in a fake. Proposals
+come from :func:`~fer_sweep.search.worker_sampler`, which seeds every trial's sampler from
+``(the sweep file's seed, the trial's number)``: one seeded process is reproducible, and no
+two processes, and no resumed sweep, repeat each other's proposals.
 """
 
 from __future__ import annotations
@@ -56,9 +44,6 @@ from fer_sweep.search import make_pruner, suggest, trial_config_values, trial_se
 # A worker that skips this many proposals in a row (duplicates, past n_trials) stops: the
 # sampler has nothing new to offer. Finite spaces replace duplicates, so this is a backstop.
 MAX_SKIPS_IN_A_ROW = 100
-
-
-# --- writing decisions --------------------------------------------------------------------
 
 
 # --- one attempt --------------------------------------------------------------------------

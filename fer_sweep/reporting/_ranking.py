@@ -13,8 +13,9 @@
   allows: one of the thesis's three recipes, trained as long as the thesis trained it, on
   the whole PrivateTest split; recipe with recipe, never rank with rank. Where it is blank,
   a footnote marker says why (that rule's own reasons).
-- The terminal table fits the terminal's width (readable at 100 columns); the MLflow run ids
-  are listed under it, whole, and are columns of the other formats.
+- The tables themselves are :mod:`._tables`': the terminal's fits its width (readable at 100
+  columns), with the MLflow run ids listed under it, whole; they are columns of the other
+  formats.
 
 Accuracies are fractions under the names of :mod:`fer_sweep.metric_names` in JSON, and
 percent in the tables; differences to the thesis are in percentage points.
@@ -233,6 +234,3 @@ def rank_trials(storage, *, study: str | None = None, top: int = 3) -> Ranking:
                 f"it {ref.epochs} epochs on all images)"
             )
     return Ranking(groups, pairs, unmatched)
-
-
-# --- rendering ----------------------------------------------------------------------------

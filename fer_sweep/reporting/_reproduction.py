@@ -1,20 +1,11 @@
-"""The thesis's top 3 at full length, several seeds each, and the report beside Table 5.7.
+"""The thesis's top 3 at full length, several seeds each: the runner.
 
 ``python -m fer_sweep reproduce`` trains each chosen preset (``thesis-top1/2/3``: 80, 80 and
 100 epochs) with each chosen seed through the project's own trainer, one run after another.
-Every run lives in its own folder under ``OUT/work/`` and checkpoints after every epoch, so
-the same command continues where it stopped -- after a Ctrl-C, a crash, or in a later
-session that has the folder (the checkpoints are small enough to commit). After each run,
-and with ``--report-only`` at any time, it writes from what is on disk:
-
-- ``OUT/thesis-reproduction.csv``: one row per recipe and seed (finished or not);
-- ``OUT/thesis-reproduction.md``: per recipe and seed the PrivateTest accuracy at the final
-  epoch (Table 5.7's number) and at the best-PublicTest epoch, mean and standard deviation
-  over seeds against the thesis, hardware, backend, wall time per epoch, and the top-3
-  ensemble (one model per recipe, same seed) with and without flip TTA;
-- ``OUT/thesis-reproduction-curves.png``: the learning curves of every run.
-
-Only measured numbers are written: a run that has not finished shows how far it got.
+Every run lives in its own folder (:mod:`._reproduction_folders`) and checkpoints after
+every epoch, so the same command continues where it stopped -- after a Ctrl-C, a crash, or
+in a later session that has the folder (the checkpoints are small enough to commit). After
+each run it rewrites the report (:mod:`._reproduction_report`) from what is on disk.
 """
 
 from __future__ import annotations

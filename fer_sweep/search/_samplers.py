@@ -4,6 +4,10 @@
 ``pruner:`` (one pydantic model per type, told apart by ``type``; each option typed and
 bounded, and defaulting to what Optuna's constructor defaults to); :func:`make_sampler` and
 :func:`make_pruner` build what a validated :class:`SweepSpec` describes.
+
+Workers propose through :func:`worker_sampler`: a :class:`TrialSeededSampler`, made afresh
+for every trial and seeded from ``(the file's seed, the trial's number)`` (:func:`trial_seed`),
+so one seeded process is reproducible and no two workers repeat each other's proposals.
 """
 
 from __future__ import annotations

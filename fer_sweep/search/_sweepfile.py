@@ -42,7 +42,9 @@ entries all must hold, and a parameter whose condition is false is not sampled. 
 of named arms are their labels. ``subset`` belongs to the budget and may not be set in
 ``base`` or ``space``; ``epochs`` may (a budget with its own epoch count overrides it).
 
-Validation goes beyond the schema: every value is checked against its TrainConfig field,
+The schema (every key, its type and bounds) is the pydantic models of :mod:`._schema`;
+this module reads the YAML and checks what depends on more than one key. Validation goes
+beyond the schema: every value is checked against its TrainConfig field,
 and whole combinations are checked with :func:`fer_sweep.config.make_config` -- every grid
 point of a grid sweep, and for other samplers every combination of categorical choices and
 range ends (a fixed-seed sample of them when there are too many), each alone and under
@@ -120,12 +122,6 @@ def parse_sweep(text: str, path: str | Path) -> SweepSpec:
     gives the default study name)."""
     path = Path(path)
     return _parse(_Src(path), _load_yaml(text, path))
-
-
-# --------------------------------------------------------------------------- the schema
-# What a sweep file may say, key by key; ``sweeps/sweep.schema.json`` is this as JSON Schema, for
-# editor completion. Whatever depends on more than one key (ranges, conditions, TrainConfig
-# values, budgets) is checked after, on the validated file.
 
 
 # --------------------------------------------------------------------------- reading YAML

@@ -1,18 +1,16 @@
-"""What a training run records in MLflow, and how its checkpoints travel between machines.
+"""What a training run records in MLflow: every epoch, then the evaluation and the model files.
 
 Default store (nothing to start by hand): MLflow on SQLite at ``mlruns/mlflow.db`` with
 artifacts under ``mlruns/artifacts``; the settings (:mod:`fer_sweep.settings`) point
 elsewhere, for instance at an MLflow tracking server shared by many workers.
 
-:func:`tracked_train` trains inside a run that :func:`fer_sweep.tracking.open_run` opened: every
+:func:`tracked_train` trains inside a run that :func:`~._runs.open_run` opened: every
 epoch's metrics under the names of :mod:`fer_sweep.metric_names`, then PrivateTest, the
 confusion matrices, the curves and the model files. Every write goes through the run's
-:meth:`~fer_sweep.tracking._runs.TrackedRun.safely`, so a tracking failure costs logging, never the
-result; what is written during training goes through the run's background writer, so a
-slow server never holds up an epoch. With a tracking server, each new checkpoint is
-uploaded whole into ``checkpoints/epoch-NNNN/`` and only then named by the run's
-``fer_sweep.checkpoint`` tag, so a retry on another machine (:func:`fetch_checkpoint`) never
-pairs one epoch's model with another epoch's state.
+:meth:`~._runs.TrackedRun.safely`, so a tracking failure costs logging, never the result;
+what is written during training goes through the run's background writer, so a slow
+server never holds up an epoch. With a tracking server the checkpoints travel too
+(:mod:`._checkpoints`).
 """
 
 from __future__ import annotations

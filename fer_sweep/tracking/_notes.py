@@ -1,13 +1,12 @@
-"""What a person reads in the MLflow UI: names, notes, tags, the dataset input, the saved view.
+"""What a person reads of a run in the MLflow UI: its name, note, tags and dataset input.
 
 Everything here is a pure function of a study's definition and a trial's outcome, so that the
-orchestration code only has to hand the results to MLflow. MLflow 3's UI is driven by a few
-reserved names: ``mlflow.note.content`` (markdown notes of experiments and runs),
-``mlflow.experimentKind`` (the experiment's kind in MLflow's kind selector; MLflow 3.17's UI
-opens an experiment on its runs or its GenAI pages by the browser's workflow type instead,
-see ``fer_sweep/tracking/_ui_app.py``), ``mlflow.source.*`` (the Source column) and
-``mlflow.sharedViewState.<id>`` (a saved view of the runs table: columns, sort order, expanded
-rows; listed under "Views").
+orchestration code only has to hand the results to MLflow: a trial's run name and choice
+tags, its note (which says whether it stands beside the thesis, by
+:func:`fer_sweep.thesis.comparable`), the study's summary and description, the source tags
+(``mlflow.source.*``: the Source column) and the dataset input. ``mlflow.note.content`` is
+MLflow's reserved name for the markdown note of a run or an experiment. The study's saved
+view of its runs is :mod:`._views`'.
 """
 
 from __future__ import annotations
@@ -197,7 +196,7 @@ def trial_note(
     return "\n".join(lines)
 
 
-# --- the study: its experiment's description and saved view -------------------------------
+# --- the study: its experiment's description -----------------------------------------------
 
 
 def study_note(spec: SweepSpec, budget_name: str) -> str:

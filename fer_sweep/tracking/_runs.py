@@ -2,9 +2,8 @@
 
 Every MLflow run fer-sweep creates goes through here: a training run (``fer_sweep train``,
 each sweep trial) is opened with :func:`open_run` and closed by it whatever happens inside;
-a study's parent run is kept by :func:`study_run` and :func:`settle_study_run`. The one table
-:data:`STATUS` says, for each way an attempt can end (:class:`Outcome`), which state its
-Optuna trial gets and which status its MLflow run gets.
+a study's parent run is kept by :func:`study_run` and :func:`set_study_run_status`. The
+status a run ends with is the one :data:`fer_sweep.outcomes.STATUS` gives its outcome.
 
 Tracking must never cost a result: once a run exists, every MLflow call made through a
 :class:`TrackedRun` that fails is noted (reported once on stderr, tagged on the run when it
