@@ -1,9 +1,10 @@
 """The search: sweep files, their search spaces, samplers and pruners, the plan of a sweep.
 
-The data flows one way: a YAML file (:func:`load_sweep`, validated by the pydantic models of
-``_schema``) becomes a :class:`SweepSpec` (``_space``), each trial's parameters a config; the
-plan (``_plan``) lists what a budget runs without running it. ``_samplers`` builds Optuna's
-samplers and pruners, and the per-trial seeded sampler workers use.
+The data flows one way: a YAML file (:func:`load_sweep`: ``_sweepfile`` reads it, the
+pydantic models of ``_schema`` validate each key, ``_checks`` what depends on several)
+becomes a :class:`SweepSpec` (``_space``), and each trial's parameters a config; the plan
+(``_plan``) lists what a budget runs without running it. ``_samplers`` builds Optuna's
+samplers and pruners, and the per-trial seeded sampler workers propose with.
 """
 
 import lazy_loader as lazy
