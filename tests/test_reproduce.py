@@ -17,7 +17,12 @@ from fer_sweep.reporting import (
     write_report,
 )
 from fer_sweep.reporting._comparisons import interval
-from fer_sweep.reporting._reproduction_folders import SESSIONS_FILE, run_config, workdir
+from fer_sweep.reporting._reproduction_folders import (
+    SESSIONS_FILE,
+    report_seeds,
+    run_config,
+    workdir,
+)
 from fer_sweep.reporting._reproduction_report import (
     FIGURE,
     NOTES,
@@ -56,6 +61,14 @@ def test_runs_resume_from_their_folders_and_the_report_says_what_ran(fer_dataset
     sessions = json.loads((workdir(tmp_path, "thesis-top1", 0) / SESSIONS_FILE).read_text())
     assert [s["from_epoch"] for s in sessions] == [0]
     assert sessions[0]["backend"].endswith("tensorflow, pooled (BFC) memory")
+
+    # The report written after the runs lists every recipe at seeds 0-2, not only those run.
+    with (tmp_path / TABLE).open() as f:
+        assert sorted((r["recipe"], r["seed"]) for r in csv.DictReader(f)) == sorted(
+            (recipe, str(seed))
+            for recipe in ("thesis-top1", "thesis-top2", "thesis-top3")
+            for seed in (0, 1, 2)
+        )
 
     # Finished runs are skipped: a second call trains nothing and leaves the numbers alone.
     before = (tmp_path / TABLE).read_text()
@@ -318,3 +331,12 @@ def test_runs_scored_on_different_images_are_not_paired(tmp_path):
     )
     with pytest.raises(UserError, match="different PrivateTest images"):
         write_report(tmp_path, seeds=(0,))
+
+
+def test_a_report_covers_seeds_0_to_2_and_every_seed_on_disk_whichever_ran(tmp_path):
+    # A `reproduce --seeds 1` that stops writes the report too: it must keep seed 0's rows.
+    assert report_seeds(tmp_path) == (0, 1, 2)
+    for name in ("thesis-top2-seed4", "thesis-top1-seed0", "other-seed9", "thesis-top3-seedx"):
+        (tmp_path / "work" / name).mkdir(parents=True)
+    (tmp_path / "work" / "thesis-top1-seed7").write_text("a file, not a run folder")
+    assert report_seeds(tmp_path) == (0, 1, 2, 4)

@@ -233,10 +233,10 @@ def reproduce(
                     pace_cache=cache,
                 )
         except TrainingInterrupted as stopped:
-            write_report(out, dataset, seeds=seed_list)
+            write_report(out, dataset)
             print(f"{stopped}; the same command continues it", file=sys.stderr)
             raise typer.Exit(130) from None
-    print(write_report(out, dataset, seeds=seed_list))
+    print(write_report(out, dataset))
 
 
 def predictions_backfill(

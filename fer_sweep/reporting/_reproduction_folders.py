@@ -9,16 +9,15 @@ runner (:mod:`._reproduction`) writes it; the report (:mod:`._reproduction_repor
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from fer_sweep.config import TrainConfig, load_config
 
 RECIPES = ("thesis-top1", "thesis-top2", "thesis-top3")
-
-
+# The seeds the report always lists (each recipe's three, as Table 5.7 is compared over).
+REPORT_SEEDS = (0, 1, 2)
 RESULT_FILE = "result.json"  # a finished run's numbers, beside its checkpoint
-
-
 SESSIONS_FILE = "sessions.json"  # where and on what each start or resume of a run trained
 
 
@@ -29,6 +28,17 @@ def run_config(recipe: str, seed: int, epochs: int | None = None) -> TrainConfig
 
 def workdir(out: Path, recipe: str, seed: int) -> Path:
     return Path(out) / "work" / f"{recipe}-seed{seed}"
+
+
+def report_seeds(out: Path) -> tuple[int, ...]:
+    """The seeds a report covers: :data:`REPORT_SEEDS` and any other seed a run folder under
+    ``out`` holds, so that writing the report after one run never drops another's rows."""
+    found = set(REPORT_SEEDS)
+    for folder in (Path(out) / "work").glob("*-seed*"):
+        match = re.fullmatch(r"(?P<recipe>.+)-seed(?P<seed>[0-9]+)", folder.name)
+        if match and match["recipe"] in RECIPES and folder.is_dir():
+            found.add(int(match["seed"]))
+    return tuple(sorted(found))
 
 
 def last_session(folder: Path) -> dict:

@@ -31,6 +31,7 @@ from fer_sweep.reporting._reproduction_folders import (
     checkpoint_config,
     checkpoint_state,
     last_session,
+    report_seeds,
     run_config,
     workdir,
 )
@@ -245,9 +246,14 @@ def _result(out: Path, recipe: str, seed: int) -> dict:
     return json.loads((workdir(out, recipe, seed) / RESULT_FILE).read_text())
 
 
-def write_report(out: Path, dataset: Dataset | None = None, seeds=(0, 1, 2)) -> Path:
-    """Write the CSV, the Markdown report and the curves figure from the run folders."""
+def write_report(
+    out: Path, dataset: Dataset | None = None, seeds: tuple[int, ...] | None = None
+) -> Path:
+    """Write the CSV, the Markdown report and the curves figure from the run folders: of
+    ``seeds``, by default every seed the report lists (:func:`report_seeds`), whichever runs
+    the command that writes it trained."""
     out = Path(out)
+    seeds = report_seeds(out) if seeds is None else seeds
     rows = reproduction_rows(out, seeds=seeds)
     with (out / TABLE).open("w", newline="") as f:
         w = csv.writer(f)
