@@ -59,7 +59,8 @@ def train(
         Path | None, typer.Option("--config", help="YAML file of config keys")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3")
+        str | None,
+        typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3 | beyond-vgg | beyond-resnet18"),
     ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="key=value override (repeatable)")
