@@ -373,3 +373,76 @@ def test_the_shifts_erasing_and_mixing_are_the_same_on_jax_and_tensorflow():
     assert not jax_run["tf"]
     np.testing.assert_array_equal(np.array(jax_run["targets"]), np.array(tf_run["targets"]))
     np.testing.assert_allclose(np.array(jax_run["out"]), np.array(tf_run["out"]), atol=1e-3)
+
+
+# --- ensembles of any mix of trials and reproduction runs --------------------------------
+
+
+def _folder_member(folder, config):
+    """A reproduction run's folder as `reproduce` leaves it: result.json and final.keras."""
+    from fer_sweep.reporting import run_member
+
+    folder.mkdir(parents=True)
+    build_model(config).save(folder / "final.keras")
+    (folder / "result.json").write_text(json.dumps({"config": config.model_dump(mode="json")}))
+    return run_member(folder)
+
+
+@pytest.mark.slow
+def test_an_ensemble_mixes_a_logged_model_and_a_run_folder_with_ten_crops(
+    fer_csv, fer_dataset, tmp_path
+):
+    from fer_sweep.reporting import evaluate_ensemble
+    from fer_sweep.reporting._ensemble import Member
+    from fer_sweep.settings import Settings
+    from fer_sweep.tracking import connect, open_run
+
+    client = connect(Settings.resolve().tracking_uri)
+    plain = load_config(arch="A", subset=60, seed=1, epochs=1)
+    cropped = plain.replace(crop=40)
+    with open_run(client, experiment="members", run_name="a trial", tags={}) as run:
+        build_model(plain).save(tmp_path / "final.keras")
+        for key, value in plain.to_params().items():
+            client.log_param(run.id, key, value)
+        client.log_artifact(run.id, str(tmp_path / "final.keras"), "model")
+    trial = Member("a logged trial", plain, run_id=run.id)
+    folder = _folder_member(tmp_path / "work" / "beyond-seed0", cropped)
+
+    result = evaluate_ensemble(client, [trial, folder], fer_dataset, tta="ten_crop")
+    assert "1 of 2 over their ten crops, the others with their mirror" in result.describe()
+    # By hand: the plain network with its mirror, the cropped one over its ten crops.
+    from fer_sweep.data import stratified_subset
+
+    images, labels = stratified_subset(fer_dataset, 60, seed=1).arrays("PrivateTest")
+    by_hand = (
+        predictions.probabilities(
+            keras.models.load_model(tmp_path / "final.keras"), images, tta=True
+        )
+        + predictions.probabilities(
+            keras.models.load_model(folder.folder / "final.keras"), images, tta="ten_crop", crop=40
+        )
+    ) / 2
+    assert result.report.accuracy == pytest.approx(np.mean(by_hand.argmax(axis=1) == labels))
+    logged = client.get_run(result.run_id)
+    assert logged.data.tags["fer_sweep.ensemble_tta"] == "ten_crop"
+    assert logged.info.run_name == "ensemble of 2 + ten-crop TTA"
+
+    # Members scored on other images cannot be paired into one PrivateTest.
+    everything = _folder_member(tmp_path / "work" / "all-seed0", plain.replace(subset=0))
+    with pytest.raises(UserError, match="different PrivateTest images"):
+        evaluate_ensemble(client, [trial, everything], fer_dataset)
+
+    # The command line: a folder member, and a trial reference that is not one.
+    run_cli = [sys.executable, "-m", "fer_sweep", "ensemble", "--data", str(fer_csv)]
+    ok = subprocess.run(
+        [*run_cli, "--run", str(folder.folder), "--tta", "ten-crop"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "over their ten crops" in ok.stdout and "PrivateTest" in ok.stdout
+    bad = subprocess.run([*run_cli, "--trial", "no-colon"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --trial 'no-colon': expected STUDY:NUMBER (such as dropout-smoke:4)"
+    ]

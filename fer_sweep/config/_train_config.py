@@ -190,6 +190,17 @@ class TrainConfig(BaseModel):
         return spread([f * self.epochs for f in self.step_boundaries], self.epochs)
 
     @property
+    def network(self) -> str:
+        """The network in a few words: the architecture, and what beyond the thesis changes
+        its size (``C``; ``E x2, FC 4096-4096, crop 40``). What a pace is measured for."""
+        parts = [self.arch + (f" x{self.width:g}" if self.width != 1.0 else "")]
+        if self.fc_units:
+            parts.append("FC " + "-".join(str(u) for u in self.fc_units))
+        if self.crop:
+            parts.append(f"crop {self.crop}")
+        return ", ".join(parts)
+
+    @property
     def data_seed(self) -> int:
         """The seed that draws a subset's images (``subset_seed``, else ``seed``)."""
         return self.seed if self.subset_seed is None else self.subset_seed
