@@ -59,6 +59,8 @@ KHAIREDDIN = dict(
         ({"warmup_epochs": 2}, "warmup_epochs needs schedule cosine"),
         ({"schedule": "cosine", "warmup_epochs": 80}, "leaves nothing"),
         ({"plateau_monitor": "loss"}, "plateau_monitor"),
+        ({"bn_momentum": 1.0}, "bn_momentum"),
+        ({"initializer": "torch"}, "initializer"),
         ({"arch": "resnet18"}, "bn_position before"),
         ({**RESNET, "fc_units": (64,)}, "no hidden FCs"),
         ({"arch": "resnet50"}, "arch"),
@@ -129,6 +131,21 @@ def test_width_and_fc_units_change_only_what_they_name():
     ]
     assert [layer.name for layer in wide.layers if layer.name.startswith("fc")][:1] == ["fc1"]
     assert wide.get_layer("fc1").units == 32 and "fc2" not in [la.name for la in wide.layers]
+
+
+def test_pytorch_initialisation_and_bn_momentum_as_the_published_code_has_them():
+    model = build_model(load_config(arch="A", initializer="pytorch", bn_momentum=0.9))
+    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    for kernel in kernels[1:]:  # the first has one input channel: too few weights to tell
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        std = float(np.std(keras.ops.convert_to_numpy(kernel)))
+        assert std == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.1)
+    # Each layer draws its own weights: two layers of one shape are not copies.
+    deep = build_model(load_config(arch="A", initializer="pytorch", fc_units=(64, 64, 64)))
+    fc2, fc3 = (keras.ops.convert_to_numpy(deep.get_layer(n).kernel) for n in ("fc2", "fc3"))
+    assert fc2.shape == fc3.shape and not np.allclose(fc2, fc3)
+    norms = [layer for layer in model.layers if "bn" in layer.name]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
 
 
 @pytest.mark.parametrize("mode", ["l2", "decoupled"])

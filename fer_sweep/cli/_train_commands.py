@@ -18,7 +18,8 @@ from fer_sweep.redact import redact
 
 
 def models() -> None:
-    """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
+    """Print the A-F architectures: weight layers and trainable parameters beside the thesis,
+    and the networks of the presets beyond it."""
     from fer_sweep.config import load_config
     from fer_sweep.model import ARCHITECTURES, build_model, trainable_parameters
     from fer_sweep.thesis import PARAMETER_COUNTS, ROUNDED_COUNTS
@@ -34,6 +35,11 @@ def models() -> None:
             f"{name:<5}{arch.weight_layers:>14}{count:>18,}{ROUNDED_COUNTS[name]:>10}  "
             f"{blocks} / {list(arch.hidden)}{mark}"
         )
+    print("\nbeyond the thesis (presets):")
+    for preset in ("beyond-vgg", "beyond-resnet18"):
+        config = load_config(preset=preset)
+        count = trainable_parameters(build_model(config))
+        print(f"{preset:<16}{count:>14,}  {config.network}")
 
 
 def data_check(data: DataOpt = None) -> None:

@@ -35,7 +35,9 @@ class TrainConfig(BaseModel):
     bn_position: Literal["after", "before", "none"] = "after"
     conv_dropout: float = Field(0.25, ge=0.0, lt=1.0)
     fc_dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    initializer: Literal["he_normal", "glorot_normal"] = "he_normal"
+    # pytorch (beyond the thesis): PyTorch's default for convs and linears (the published
+    # recipes' code), uniform with variance 1 / (3 fan_in).
+    initializer: Literal["he_normal", "glorot_normal", "pytorch"] = "he_normal"
     fc_l2: float = Field(0.0, ge=0.0)
     # Beyond the thesis. ``width`` multiplies every conv's channels (VGG A-F: Table 5.1's
     # counts; resnet18: its 64-128-256-512 stages); ``fc_units`` replaces the architecture's
@@ -43,6 +45,9 @@ class TrainConfig(BaseModel):
     width: float = Field(1.0, gt=0.0, le=8.0)
     fc_units: tuple[int, ...] = ()
     fc_bn: bool = True
+    # BN's moving averages keep this much of the old value each step: Keras's 0.99 (the
+    # thesis); PyTorch's momentum 0.1 is 0.9 here.
+    bn_momentum: float = Field(0.99, gt=0.0, lt=1.0)
     # The network sees the centre crop x crop pixels of each 48 px image (0: all of them);
     # training shifts the image first (crop_padding, translate), so it sees random crops,
     # and five- or ten-crop test-time averaging read the corners too.
@@ -287,6 +292,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         width=2.0,
         fc_units=(4096, 4096),
         fc_bn=False,
+        initializer="pytorch",
+        bn_momentum=0.9,
         crop=40,
         activation="relu",
         bn_position="before",
@@ -315,6 +322,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the same augmentation, optimizer and plateau schedule (the code's defaults).
     "beyond-resnet18": dict(
         arch="resnet18",
+        initializer="pytorch",
+        bn_momentum=0.9,
         crop=40,
         activation="relu",
         bn_position="before",

@@ -48,7 +48,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def _act_bn(x, config: TrainConfig, reg: Regularizers, *, name: str, bn: bool = True):
+def _act_bn(x, config: TrainConfig, reg: LayerOptions, *, name: str, bn: bool = True):
     """Activation and BatchNormalization in the order the config asks for (no BN: ``bn``
     false, or ``bn_position`` none)."""
     position = config.bn_position if bn else "none"
@@ -62,29 +62,54 @@ def _act_bn(x, config: TrainConfig, reg: Regularizers, *, name: str, bn: bool = 
 
 
 @dataclass(frozen=True)
-class Regularizers:
-    """The L2 terms of a network's variables: the thesis's ``fc_l2`` on the FC kernels, and
-    ``weight_decay`` (mode ``l2``) as ``weight_decay / 2 * ||theta||^2`` on every variable,
-    whose gradient is PyTorch's ``weight_decay * theta``. None where there is none, so a
-    network without them is built (and saved) exactly as before they existed."""
+class LayerOptions:
+    """How a network's layers start and are penalised, shared by every builder.
+
+    The L2 terms: the thesis's ``fc_l2`` on the FC kernels, and ``weight_decay`` (mode
+    ``l2``) as ``weight_decay / 2 * ||theta||^2`` on every variable, whose gradient is
+    PyTorch's ``weight_decay * theta`` (None where there is none). The kernels' initializer
+    (``pytorch``: PyTorch's default for convs and linears, uniform with variance
+    ``1 / (3 fan_in)``; biases start at 0 all the same) and BN's ``bn_momentum`` (Keras's
+    0.99; PyTorch's 0.1 is 0.9 here). With the defaults a network is built, and saved,
+    exactly as before these options existed.
+    """
 
     conv: keras.regularizers.Regularizer | None
     fc: keras.regularizers.Regularizer | None
     bias: keras.regularizers.Regularizer | None
     bn: keras.regularizers.Regularizer | None
+    initializer: str
+    bn_momentum: float
 
     @classmethod
-    def of(cls, config: TrainConfig) -> Regularizers:
+    def of(cls, config: TrainConfig) -> LayerOptions:
         decay = config.weight_decay / 2 if config.weight_decay_mode == "l2" else 0.0
 
         def l2(value: float):
             return keras.regularizers.L2(value) if value > 0 else None
 
-        return cls(l2(decay), l2(config.fc_l2 + decay), l2(decay), l2(decay))
+        return cls(
+            l2(decay),
+            l2(config.fc_l2 + decay),
+            l2(decay),
+            l2(decay),
+            config.initializer,
+            config.bn_momentum,
+        )
+
+    def init(self) -> str | keras.initializers.Initializer:
+        """A kernel initializer for one layer: a new one each call, since an initializer
+        object draws its seed once and would give layers of one shape the same weights."""
+        if self.initializer == "pytorch":
+            return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+        return self.initializer
 
     def batch_norm(self, name: str) -> keras.layers.BatchNormalization:
         return keras.layers.BatchNormalization(
-            gamma_regularizer=self.bn, beta_regularizer=self.bn, name=name
+            momentum=self.bn_momentum,
+            gamma_regularizer=self.bn,
+            beta_regularizer=self.bn,
+            name=name,
         )
 
 
@@ -121,8 +146,7 @@ def build_model(config: TrainConfig) -> keras.Model:
 
         return build_resnet18(config)
     arch = ARCHITECTURES[config.arch]
-    init = config.initializer
-    reg = Regularizers.of(config)
+    reg = LayerOptions.of(config)
     hidden = config.fc_units or arch.hidden
     # Convs and FCs keep their biases even where BN follows: Table 5.3's counts include them.
     inputs, x = stem(config)
@@ -133,7 +157,7 @@ def build_model(config: TrainConfig) -> keras.Model:
                 max(1, round(filters * config.width)),
                 3,
                 padding="same",
-                kernel_initializer=init,
+                kernel_initializer=reg.init(),
                 kernel_regularizer=reg.conv,
                 bias_regularizer=reg.bias,
                 name=name,
@@ -147,7 +171,7 @@ def build_model(config: TrainConfig) -> keras.Model:
         name = f"fc{f}"
         x = keras.layers.Dense(
             units,
-            kernel_initializer=init,
+            kernel_initializer=reg.init(),
             kernel_regularizer=reg.fc,
             bias_regularizer=reg.bias,
             name=name,
@@ -158,13 +182,13 @@ def build_model(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, classifier(x, config, reg), name=f"vgg_type_{arch.name}")
 
 
-def classifier(x, config: TrainConfig, reg: Regularizers):
+def classifier(x, config: TrainConfig, reg: LayerOptions):
     """The last FC and its softmax, in float32 whatever the policy: it keeps the loss stable
     under mixed_bfloat16."""
     return keras.layers.Dense(
         NUM_CLASSES,
         activation="softmax",
-        kernel_initializer=config.initializer,
+        kernel_initializer=reg.init(),
         kernel_regularizer=reg.fc,
         bias_regularizer=reg.bias,
         dtype="float32",

@@ -6,7 +6,7 @@ three start with stride 2), global average pooling and one FC. A basic block is
 ``CONV -> BN -> ACT -> CONV -> BN``, added to its input (through a strided 1x1 conv and BN
 where the shape changes), then ``ACT``. Convs have no bias (BN follows each one). ``width``
 multiplies the stages' channels; ``fc_dropout`` drops before the FC; the centre ``crop``,
-the 1/255 and the regularizers are the VGG builder's (:mod:`._architectures`).
+the 1/255, the initializer, BN and the regularizers are the VGG builder's (:mod:`._architectures`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from fer_sweep.model._architectures import Regularizers, classifier, stem
+from fer_sweep.model._architectures import LayerOptions, classifier, stem
 
 if TYPE_CHECKING:
     from fer_sweep.config import TrainConfig
@@ -31,13 +31,13 @@ def _conv(x, filters: int, *, stride: int, size: int, config: TrainConfig, reg, 
         strides=stride,
         padding="same",
         use_bias=False,
-        kernel_initializer=config.initializer,
+        kernel_initializer=reg.init(),
         kernel_regularizer=reg.conv,
         name=name,
     )(x)
 
 
-def _block(x, filters: int, *, stride: int, config: TrainConfig, reg: Regularizers, name: str):
+def _block(x, filters: int, *, stride: int, config: TrainConfig, reg: LayerOptions, name: str):
     act = config.activation
     y = _conv(x, filters, stride=stride, size=3, config=config, reg=reg, name=f"{name}_conv1")
     y = reg.batch_norm(f"{name}_bn1")(y)
@@ -53,7 +53,7 @@ def _block(x, filters: int, *, stride: int, config: TrainConfig, reg: Regularize
 
 def build_resnet18(config: TrainConfig) -> keras.Model:
     """The ResNet-18 of ``config`` (``arch: resnet18``), raw 48 x 48 pixels in, softmax out."""
-    reg = Regularizers.of(config)
+    reg = LayerOptions.of(config)
     inputs, x = stem(config)
     width = [max(1, round(c * config.width)) for c in STAGES]
     x = _conv(x, width[0], stride=1, size=3, config=config, reg=reg, name="stem_conv")
