@@ -147,6 +147,11 @@ def train(
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
         f"at best epoch {result.test_best.accuracy:.4f}  run {run_id}"
     )
+    if result.test_final_tencrop is not None:
+        print(
+            f"ten crops: PrivateTest final {result.test_final_tencrop.accuracy:.4f}  "
+            f"at best epoch {result.test_best_tencrop.accuracy:.4f}"
+        )
 
 
 def refuse_resume(run) -> None:
