@@ -26,7 +26,14 @@ def test_presets_are_the_thesis_top3():
         128,
         100,
     )
-    assert set(PRESETS) == {"thesis-top1", "thesis-top2", "thesis-top3"}
+    # The thesis's three, and the two recipes beyond it (tests/test_beyond.py).
+    assert set(PRESETS) == {
+        "thesis-top1",
+        "thesis-top2",
+        "thesis-top3",
+        "beyond-vgg",
+        "beyond-resnet18",
+    }
 
 
 def test_unknown_key_lists_the_known_ones():

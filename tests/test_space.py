@@ -45,6 +45,7 @@ SHIPPED_GRIDS = {
     "optimizer": 4,
     "thesis_top3": None,
     "joint": None,
+    "beyond": None,
 }
 THESIS = BUILTIN_BUDGETS["thesis"]
 

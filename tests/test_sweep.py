@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from fer_sweep import metric_names as names
+from fer_sweep.errors import UserError
 from fer_sweep.lifecycle import open_storage, run_sweep
 from fer_sweep.reporting import rank_trials, render
 from fer_sweep.search import load_sweep
@@ -128,6 +129,13 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     alone = evaluate_top_trials(client, study, rows[:1], dataset)
     assert alone.report.accuracy == pytest.approx(rows[0].private_final)
     assert alone.images == 60
+    # The `ensemble` command names a trial as STUDY:NUMBER: the same run and config.
+    from fer_sweep.reporting import trial_members
+
+    (member,) = trial_members(client, _storage(), f"{study.study_name}:{rows[0].trial}")
+    assert (member.run_id, member.config.subset) == (rows[0].run_id, 60)
+    with pytest.raises(UserError, match="no finished trial 999"):
+        trial_members(client, _storage(), f"{study.study_name}:999")
     three = evaluate_top_trials(client, study, rows, dataset, tta=True)
     assert three.trials == [r.trial for r in rows] and 0.0 <= three.report.accuracy <= 1.0
     run = client.get_run(three.run_id)
@@ -187,8 +195,6 @@ def test_smoke_sweep_completes_resumes_and_nests_in_mlflow(tmp_path, fer_csv):
     # A trial whose predictions are gone (one that finished before trials stored them): one
     # error that names it.
     from mlflow.utils.file_utils import local_file_uri_to_path
-
-    from fer_sweep.errors import UserError
 
     artifacts = local_file_uri_to_path(client.get_run(rows[0].run_id).info.artifact_uri)
     (Path(artifacts) / predictions.ARTIFACT).unlink()
@@ -264,7 +270,6 @@ def test_two_workers_share_one_study_without_lost_or_duplicated_trials(tmp_path,
 
 
 def test_a_study_keeps_its_definition_but_not_its_description(tmp_path):
-    from fer_sweep.errors import UserError
     from fer_sweep.lifecycle import create_or_resume
 
     path = tmp_path / "tiny.yaml"

@@ -550,7 +550,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
 }
 # Sweep files that are not one thesis experiment; their descriptions must say so.
-EXTENSIONS = {"joint", "optimizer"}
+EXTENSIONS = {"joint", "optimizer", "beyond"}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -76,6 +76,61 @@ def best(
         print(result.describe())
 
 
+def ensemble(
+    trial: Annotated[
+        list[str] | None,
+        typer.Option(help="a finished sweep trial, STUDY:NUMBER (repeat); all its seeds"),
+    ] = None,
+    run: Annotated[
+        list[Path] | None,
+        typer.Option(help="a finished reproduction run's folder (repeat), results/work/..."),
+    ] = None,
+    tta: Annotated[
+        str,
+        typer.Option(
+            help="none | flip (each image with its mirror) | ten-crop (networks trained on "
+            "crops over their ten crops, the others with their mirror)"
+        ),
+    ] = "none",
+    experiment: Annotated[
+        str, typer.Option(help="the MLflow experiment that records it")
+    ] = "ensembles",
+    data: DataOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Evaluate any mix of trials and reproduction runs as one ensemble (mean softmax) on
+    PrivateTest once, and record it as an MLflow run."""
+    from fer_sweep.reporting import TTA_CHOICES, evaluate_ensemble, run_member, trial_members
+
+    how = tta.replace("-", "_")
+    if how not in TTA_CHOICES:
+        raise UserError(f"--tta {tta}: unknown (known: none, flip, ten-crop)")
+    if not trial and not run:
+        raise UserError("an ensemble needs members: --trial STUDY:NUMBER and/or --run FOLDER")
+    members = [run_member(folder) for folder in run or []]  # folders first: no store needed
+    settings = settings_of(storage=storage, tracking_uri=tracking_uri)
+    from fer_sweep.data import load_dataset
+    from fer_sweep.tracking import connect
+
+    client = connect(settings.tracking_uri)
+    if trial:
+        from fer_sweep.lifecycle import open_storage
+
+        rdb = open_storage(settings)
+        members = [m for ref in trial for m in trial_members(client, rdb, ref)] + members
+    dataset = load_dataset(data, cache_dir=settings.cache_dir)
+    result = evaluate_ensemble(
+        client,
+        members,
+        dataset,
+        tta=how,
+        experiment=experiment,
+        artifact_root=settings.artifact_root,
+    )
+    print(result.describe())
+
+
 def report(
     study: Annotated[str, typer.Argument(help="the study (e.g. dropout-smoke)")],
     format: Annotated[str, typer.Option(help="markdown | json")] = "markdown",

@@ -18,7 +18,8 @@ from fer_sweep.redact import redact
 
 
 def models() -> None:
-    """Print the A-F architectures: weight layers and trainable parameters beside the thesis."""
+    """Print the A-F architectures: weight layers and trainable parameters beside the thesis,
+    and the networks of the presets beyond it."""
     from fer_sweep.config import load_config
     from fer_sweep.model import ARCHITECTURES, build_model, trainable_parameters
     from fer_sweep.thesis import PARAMETER_COUNTS, ROUNDED_COUNTS
@@ -34,6 +35,11 @@ def models() -> None:
             f"{name:<5}{arch.weight_layers:>14}{count:>18,}{ROUNDED_COUNTS[name]:>10}  "
             f"{blocks} / {list(arch.hidden)}{mark}"
         )
+    print("\nbeyond the thesis (presets):")
+    for preset in ("beyond-vgg", "beyond-resnet18"):
+        config = load_config(preset=preset)
+        count = trainable_parameters(build_model(config))
+        print(f"{preset:<16}{count:>14,}  {config.network}")
 
 
 def data_check(data: DataOpt = None) -> None:
@@ -59,7 +65,8 @@ def train(
         Path | None, typer.Option("--config", help="YAML file of config keys")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3")
+        str | None,
+        typer.Option(help="thesis-top1 | thesis-top2 | thesis-top3 | beyond-vgg | beyond-resnet18"),
     ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="key=value override (repeatable)")
@@ -140,6 +147,11 @@ def train(
         f"(epoch {result.best_epoch})  PrivateTest final {result.test_final.accuracy:.4f}  "
         f"at best epoch {result.test_best.accuracy:.4f}  run {run_id}"
     )
+    if result.test_final_tencrop is not None:
+        print(
+            f"ten crops: PrivateTest final {result.test_final_tencrop.accuracy:.4f}  "
+            f"at best epoch {result.test_best_tencrop.accuracy:.4f}"
+        )
 
 
 def refuse_resume(run) -> None:

@@ -391,7 +391,7 @@ class TrainingRunner(Runner):
         from fer_sweep.backend import name as backend_name
 
         return pace_key(
-            backend_name(), config.arch, config.batch_size, self.training_images(config)
+            backend_name(), config.network, config.batch_size, self.training_images(config)
         )
 
     def progress(self, attempt: Attempt, trial: optuna.Trial, config, label: str = ""):

@@ -66,13 +66,14 @@ SHORT_FIT = "short fit"
 OVERHEADS = "overheads"  # the cache's entry of seconds per trial outside its epochs
 
 
-def pace_key(backend: str, arch: str, batch_size: int, images: int | str) -> str:
-    """One machine (host and core count), backend, architecture, batch size and training-set
+def pace_key(backend: str, network: str, batch_size: int, images: int | str) -> str:
+    """One machine (host and core count), backend, network (:attr:`TrainConfig.network`:
+    the architecture and what changes its size), batch size and training-set
     size (``images``, or :data:`SHORT_FIT` for the measurement): an epoch of 300 images is
     mostly fixed costs (validation, the first batch), so its pace per image is not that of an
     epoch on all 28,709, and each size keeps its own."""
     return (
-        f"{platform.node()}|{os.cpu_count()} cores|{backend}|{arch}|batch {batch_size}|"
+        f"{platform.node()}|{os.cpu_count()} cores|{backend}|{network}|batch {batch_size}|"
         f"{images if isinstance(images, str) else f'{images} images'}"
     )
 
@@ -274,18 +275,18 @@ def forecast(
     missing: list[str] = []
     total = overhead = 0.0
     for w in work:
-        key = pace_key(backend, w.config.arch, w.config.batch_size, w.images)
+        key = pace_key(backend, w.config.network, w.config.batch_size, w.images)
         if key not in by_key:
-            short = pace_key(backend, w.config.arch, w.config.batch_size, SHORT_FIT)
+            short = pace_key(backend, w.config.network, w.config.batch_size, SHORT_FIT)
             pace = cache.get(key) or cache.get(short)
             if pace is None and measure is not None:
                 pace = measure(w.config)
                 cache.put(short, pace)
             by_key[key] = pace
             if pace is not None:
-                paces.setdefault(w.config.arch, pace)
-            elif w.config.arch not in missing:
-                missing.append(w.config.arch)
+                paces.setdefault(w.config.network, pace)
+            elif w.config.network not in missing:
+                missing.append(w.config.network)
         pace = by_key[key]
         if pace is not None:
             total += w.epochs * w.images * pace.seconds_per_image

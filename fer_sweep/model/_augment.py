@@ -32,8 +32,14 @@ IDENTITY = np.array([1, 0, 0, 0, 1, 0], dtype="float32")
 
 
 def augments(config: TrainConfig) -> bool:
-    """Whether ``config`` asks for any augmentation at all."""
-    return config.augment and (config.rotation > 0 or config.zoom > 0 or config.hflip)
+    """Whether ``config`` asks for any geometric augmentation at all."""
+    return config.augment and (
+        config.rotation > 0
+        or config.zoom > 0
+        or config.hflip
+        or config.translate > 0
+        or config.crop_padding > 0
+    )
 
 
 def draw_affine(rng: np.random.Generator, n: int, size: int, config: TrainConfig) -> np.ndarray:
@@ -42,10 +48,15 @@ def draw_affine(rng: np.random.Generator, n: int, size: int, config: TrainConfig
     Each maps an output point ``p`` to ``c + R(theta) Z F (p - c)`` with ``c`` the image
     centre, ``theta`` uniform in +-rotation degrees, ``Z = diag(zx, zy)`` with each factor
     uniform in ``[1 - zoom, 1 + zoom]`` (drawn per axis, as Keras 2's ``zoom_range`` did) and
-    ``F`` a horizontal flip with probability 1/2. Always draws the same four numbers per
-    image, so turning one augmentation off does not change the draws of the others.
+    ``F`` a horizontal flip with probability 1/2, then shifted by ``t``: uniform in
+    +-``translate`` of the size per axis plus whole pixels in +-``crop_padding``. Always
+    draws the same numbers per image, in the same order (the thesis's four first, the
+    shifts after them), so turning one augmentation off does not change the draws of the
+    others, and a run that shifts nothing draws what runs drew before shifts existed.
     """
     u = rng.random((n, 4))
+    shift = (2.0 * rng.random((n, 2)) - 1.0) * config.translate * size
+    shift += rng.integers(-config.crop_padding, config.crop_padding + 1, (n, 2))
     if not augments(config):
         return np.tile(IDENTITY, (n, 1))
     rad = math.radians(config.rotation)
@@ -59,8 +70,8 @@ def draw_affine(rng: np.random.Generator, n: int, size: int, config: TrainConfig
     a0, a1 = cos * zx, -sin * zy
     b0, b1 = sin * zx, cos * zy
     c = (size - 1) / 2.0
-    a2 = c - a0 * c - a1 * c
-    b2 = c - b0 * c - b1 * c
+    a2 = c - a0 * c - a1 * c + shift[:, 0]
+    b2 = c - b0 * c - b1 * c + shift[:, 1]
     return np.stack([a0, a1, a2, b0, b1, b2], axis=1).astype("float32")
 
 

@@ -3,7 +3,7 @@
 - ``_ranking`` and ``_tables``: ``best``'s ranking and its tables;
 - :mod:`.stats` and ``_comparisons``: intervals and paired tests on the same test images;
 - ``_study_report`` and ``_claims``: ``report`` of a study, and the thesis's claims judged;
-- ``_ensemble``: top trials as one model;
+- ``_ensemble``: trials and reproduction runs as one model (``best --ensemble``, ``ensemble``);
 - ``_reproduction`` and ``_reproduction_report``: the thesis's top 3 at full length, and the report.
 
 Only a thesis recipe at the thesis's length on the whole PrivateTest stands beside the thesis
@@ -18,7 +18,13 @@ __getattr__, __dir__, __all__ = lazy.attach(
     submodules=["stats"],
     submod_attrs={
         "_claims": ["CLAIMS", "CLAIMS_FILE", "claims_markdown"],
-        "_ensemble": ["evaluate_top_trials"],
+        "_ensemble": [
+            "TTA_CHOICES",
+            "evaluate_ensemble",
+            "evaluate_top_trials",
+            "run_member",
+            "trial_members",
+        ],
         "_ranking": ["rank_trials"],
         "_reproduction": ["backfill_predictions", "run_all", "work_left"],
         "_reproduction_folders": ["RECIPES", "RESULT_FILE"],

@@ -82,7 +82,7 @@ def _pace_recorder(cache: PaceCache, config: TrainConfig, steps: int, images: in
     from fer_sweep.backend import name
     from fer_sweep.lifecycle import TrialProgress
 
-    key = pace_key(name(), config.arch, config.batch_size, images)
+    key = pace_key(name(), config.network, config.batch_size, images)
 
     def epoch_done(seconds: list[float]) -> None:
         with contextlib.suppress(OSError):

@@ -173,6 +173,12 @@ def final_metrics(result: TrainResult) -> dict[str, float]:
         names.FIT_SECONDS: result.fit_seconds,
         names.EVAL_SECONDS: result.eval_seconds,
     }
+    for name, report in (
+        (names.PRIVATE_FINAL_TENCROP, result.test_final_tencrop),
+        (names.PRIVATE_AT_BEST_TENCROP, result.test_best_tencrop),
+    ):
+        if report is not None:
+            out[name] = report.accuracy
     train_accuracy = result.history.get("accuracy")
     if train_accuracy:
         out[names.TRAIN_BEST] = max(train_accuracy)

@@ -46,6 +46,9 @@ METRIC_MEANINGS: dict[str, str] = {
     "Table 5.7 reports",
     mn.PRIVATE_AT_BEST: "PrivateTest accuracy of the best-PublicTest epoch's weights: what "
     "`fer_sweep best` shows",
+    mn.PRIVATE_FINAL_TENCROP: "PrivateTest accuracy of the final weights averaged over the ten "
+    "crops of a network trained on crops (beyond the thesis)",
+    mn.PRIVATE_AT_BEST_TENCROP: "the same for the best-PublicTest epoch's weights",
     mn.TRAIN_BEST: "the best epoch's training accuracy (what Section 5.3.4 compares)",
     mn.PRIVATE_AT_EPOCH: "PrivateTest accuracy after the epochs a sweep names (report_epochs), "
     "for the report only",

@@ -168,6 +168,10 @@ def restore_checkpoint(
             )
         try:
             _check_readable(folder)
+            # The training model holds fer_sweep's own layers (the warp, erasing, mixing):
+            # Keras finds them by their registered names once their module is imported.
+            from fer_sweep.model import training_model  # noqa: F401
+
             model = keras.models.load_model(folder / MODEL_FILE)
         except CheckpointUnreadable as err:  # its message names the file
             skipped.append(str(err))

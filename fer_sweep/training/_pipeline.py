@@ -4,8 +4,11 @@ Every batch is a pure function of ``(seed, epoch, batch index)``: the shuffle or
 epoch and its augmentation draws come from NumPy generators keyed by ``(seed, epoch)``, so
 epoch ``k + 1`` of a run resumed after epoch ``k`` sees exactly the batches it would have
 seen without the interruption, on any backend. The batches carry the images as uint8 (a
-quarter of the bytes of float32 to move to an accelerator) and one affine map per image;
-the warp itself runs inside the training model (:class:`fer_sweep.model._augment.AffineAugment`).
+quarter of the bytes of float32 to move to an accelerator) and one affine map per image
+(and, where the config asks for them, the boxes to erase and each image's mix); the warp,
+the erasing and the mixing run inside the training model (:mod:`fer_sweep.model`). The
+targets are class indices, or one-hot rows where the labels are mixed or smoothed
+(:func:`soft_targets`).
 
 On the TensorFlow backend :func:`training_input` wraps the same batches in a ``tf.data``
 generator with prefetching, so the next batch is assembled while the current one trains;
@@ -20,10 +23,33 @@ import keras
 import numpy as np
 
 from fer_sweep.config import TrainConfig
-from fer_sweep.model import AFFINE_SIZE, draw_affine
+from fer_sweep.fer2013 import NUM_CLASSES
+from fer_sweep.model import (
+    AFFINE_SIZE,
+    draw_affine,
+    draw_erasing,
+    draw_mixing,
+    erases,
+    input_shapes,
+    mixed_labels,
+    mixes,
+)
 
-# Independent NumPy streams per (seed, epoch): one for the order, one for the draws.
-_SHUFFLE, _AUGMENT = 0, 1
+# Independent NumPy streams per (seed, epoch): the order, the warps, then (beyond the
+# thesis) the erasing and the mixing; 2 is the dropout generators' (the callbacks).
+_SHUFFLE, _AUGMENT, _ERASE, _MIX = 0, 1, 3, 4
+
+
+def soft_targets(config: TrainConfig) -> bool:
+    """Whether ``config`` trains on one-hot rows (mixed or smoothed labels), not indices."""
+    return mixes(config) or config.label_smoothing > 0
+
+
+def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """What the loss compares with, unmixed: class indices, or their one-hot rows."""
+    if soft_targets(config):
+        return np.eye(NUM_CLASSES, dtype="float32")[labels]
+    return labels.astype("int32")
 
 
 def epoch_rng(seed: int, epoch: int, stream: int) -> np.random.Generator:
@@ -47,14 +73,21 @@ class EpochBatches:
         self.start_epoch = start_epoch
         self.steps_per_epoch = math.ceil(len(labels) / config.batch_size)
         self._epoch = -1
-        self._order = self._affine = None
+        self._order = self._affine = self._erase = None
+        self._mix: list = []
 
     def _prepare(self, epoch: int) -> None:
-        n, size = len(self.labels), self.images.shape[1]
-        self._order = epoch_rng(self.config.seed, epoch, _SHUFFLE).permutation(n)
-        self._affine = draw_affine(
-            epoch_rng(self.config.seed, epoch, _AUGMENT), n, size, self.config
-        )
+        n, size, seed = len(self.labels), self.images.shape[1], self.config.seed
+        self._order = epoch_rng(seed, epoch, _SHUFFLE).permutation(n)
+        self._affine = draw_affine(epoch_rng(seed, epoch, _AUGMENT), n, size, self.config)
+        if erases(self.config):
+            self._erase = draw_erasing(epoch_rng(seed, epoch, _ERASE), n, size, self.config)
+        if mixes(self.config):
+            rng, b = epoch_rng(seed, epoch, _MIX), self.config.batch_size
+            self._mix = [
+                draw_mixing(rng, min(b, n - step * b), size, self.config)
+                for step in range(self.steps_per_epoch)
+            ]
         self._epoch = epoch
 
     def batch(self, i: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -65,8 +98,16 @@ class EpochBatches:
         b = self.config.batch_size
         rows = self._order[step * b : (step + 1) * b]
         # The k-th image of the epoch's order gets the k-th draw: positions, not image ids.
-        affine = self._affine[step * b : (step + 1) * b]
-        return {"image": self.images[rows], "affine": affine}, self.labels[rows]
+        window = slice(step * b, (step + 1) * b)
+        inputs = {"image": self.images[rows], "affine": self._affine[window]}
+        labels = self.labels[rows]
+        if self._erase is not None:
+            inputs["erase"] = self._erase[window]
+        if self._mix:
+            partner, mix, keep = self._mix[step]
+            inputs["partner"], inputs["mix"] = partner.astype("int32"), mix
+            return inputs, mixed_labels(labels, partner, keep)
+        return inputs, targets(labels, self.config)
 
 
 class _Batches(keras.utils.PyDataset):
@@ -96,19 +137,27 @@ def training_input(source: EpochBatches):
 
     import tensorflow as tf
 
-    size = source.images.shape[1:]
+    config = source.config
     signature = (
         {
-            "image": tf.TensorSpec((None, *size), tf.uint8),
-            "affine": tf.TensorSpec((None, AFFINE_SIZE), tf.float32),
+            name: tf.TensorSpec((None, *shape), dtype)
+            for name, (shape, dtype) in input_shapes(config).items()
         },
-        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None, NUM_CLASSES), tf.float32)
+        if soft_targets(config)
+        else tf.TensorSpec((None,), tf.int32),
     )
     gen = (source.batch(i) for i in itertools.count())
     return tf.data.Dataset.from_generator(lambda: gen, output_signature=signature).prefetch(2)
 
 
-def eval_inputs(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Evaluation inputs for the training model: the images and (ignored) identity maps."""
+def eval_inputs(images: np.ndarray, config: TrainConfig | None = None) -> dict[str, np.ndarray]:
+    """Evaluation inputs for ``config``'s training model: the images, and zeros for its
+    training-only inputs (the maps, boxes and mixes it ignores outside training)."""
     x = images[..., None] if images.ndim == 3 else images
-    return {"image": x, "affine": np.zeros((len(x), AFFINE_SIZE), "float32")}
+    shapes = input_shapes(config) if config is not None else {}
+    out = {"image": x, "affine": np.zeros((len(x), AFFINE_SIZE), "float32")}
+    for name, (shape, dtype) in shapes.items():
+        if name not in out:
+            out[name] = np.zeros((len(x), *shape), dtype)
+    return out

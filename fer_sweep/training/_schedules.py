@@ -44,7 +44,8 @@ def make_learning_rate(
     - ``time_decay``: ``lr0 / (1 + decay * t)``, ``t`` counting updates (Keras 2's ``decay``
       semantics, the default) or completed epochs (``decay_unit: epoch``).
     - ``step``: ``lr0 * factor**k`` after the k-th boundary (epochs, or fractions of the run).
-    - ``cosine``: from ``lr0`` to ``min_lr`` over the whole run.
+    - ``cosine``: from ``lr0`` to ``min_lr`` over the whole run; with ``warmup_epochs``, up
+      from 0 to ``lr0`` linearly over those first, then the cosine over the rest.
     """
     lr = config.lr
     if config.schedule in ("constant", "reduce_on_plateau"):
@@ -63,22 +64,42 @@ def make_learning_rate(
         values = [lr * config.step_factor**k for k in range(len(bounds) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
     if config.schedule == "cosine":
+        total = max(1, config.epochs * steps_per_epoch)
+        if not config.warmup_epochs:
+            return keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=lr, decay_steps=total, alpha=min(1.0, config.min_lr / lr)
+            )
+        # Keras's warmup: linear from initial_learning_rate (0) to warmup_target (lr) over
+        # warmup_steps, then the cosine from lr down to alpha * lr over decay_steps.
+        warmup = config.warmup_epochs * steps_per_epoch
         return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=lr,
-            decay_steps=max(1, config.epochs * steps_per_epoch),
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total - warmup),
             alpha=min(1.0, config.min_lr / lr),
+            warmup_target=lr,
+            warmup_steps=warmup,
         )
     raise AssertionError(f"unhandled schedule {config.schedule}")
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The config's optimizer. Decoupled weight decay is Keras's own (``theta -= lr * wd *
+    theta`` after each step, on every variable; it is saved with the optimizer, so a resumed
+    run keeps it); L2 weight decay is a loss term the network's layers carry
+    (:class:`fer_sweep.model._architectures.Regularizers`)."""
     lr = make_learning_rate(config, steps_per_epoch)
+    decay = config.weight_decay if config.weight_decay_mode == "decoupled" else 0.0
+    decay_kw = {"weight_decay": decay} if decay else {}
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(
-            learning_rate=lr, momentum=config.momentum, nesterov=config.nesterov
+            learning_rate=lr, momentum=config.momentum, nesterov=config.nesterov, **decay_kw
         )
     return keras.optimizers.Adam(
-        learning_rate=lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=config.epsilon
+        learning_rate=lr,
+        beta_1=config.beta1,
+        beta_2=config.beta2,
+        epsilon=config.epsilon,
+        **decay_kw,
     )
 
 

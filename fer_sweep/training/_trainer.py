@@ -45,7 +45,13 @@ from fer_sweep.training._checkpoint import (
     restore_checkpoint,
 )
 from fer_sweep.training._evaluation import SplitReport, report_of
-from fer_sweep.training._pipeline import EpochBatches, eval_inputs, training_input
+from fer_sweep.training._pipeline import (
+    EpochBatches,
+    eval_inputs,
+    soft_targets,
+    targets,
+    training_input,
+)
 from fer_sweep.training._schedules import make_optimizer
 
 
@@ -70,6 +76,9 @@ class TrainResult:
     files: dict[str, Path] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     checkpoint_note: str = ""  # what resuming passed over: an unreadable checkpoint
+    # A network that sees a centre crop: PrivateTest averaged over its ten crops (TenCrop).
+    test_final_tencrop: SplitReport | None = None
+    test_best_tencrop: SplitReport | None = None
 
 
 def _seed_initializers(seed: int) -> None:
@@ -90,11 +99,17 @@ def _seed_initializers(seed: int) -> None:
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    if soft_targets(config):
+        # One-hot rows (mixed or smoothed labels): the categorical loss smooths them itself.
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    else:
+        # Sparse labels: the same categorical cross-entropy without one-hot tensors.
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        # Sparse labels: the same categorical cross-entropy without one-hot tensors.
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=metrics,
         # XLA was measured slower for this network on the 2-core CPU with TensorFlow (see the
         # benchmark); JAX always compiles, and "auto" lets every other backend choose.
         jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
@@ -149,7 +164,7 @@ def train(
         extra_callbacks.append(
             ResumablePlateau(
                 state,
-                monitor="val_loss",
+                monitor=config.plateau_monitor,
                 factor=config.step_factor,
                 patience=config.plateau_patience,
                 min_lr=config.min_lr,
@@ -164,7 +179,7 @@ def train(
         model.fit(
             training_input(batches),
             steps_per_epoch=batches.steps_per_epoch,
-            validation_data=(eval_inputs(x_val), y_val.astype("int32")),
+            validation_data=(eval_inputs(x_val, config), targets(y_val, config)),
             validation_batch_size=256,
             epochs=config.epochs,
             initial_epoch=state.epoch,
@@ -190,10 +205,17 @@ def train(
 
     # Both test splits per image, final weights then the best epoch's (PrivateTest's accuracy
     # is read from the same predictions).
-    scored = predictions.score_models({"final": net, "best": best_weights}, data)
+    # A network trained on crops is also scored on its ten crops (the published recipes'
+    # test-time averaging); the plain numbers stay the ones every run reports.
+    scored = predictions.score_models({"final": net, "best": best_weights}, data, crop=config.crop)
     private = scored.split("PrivateTest")
     test_final = report_of(y_test, private.pred["final"])
     test_best = report_of(y_test, private.pred["best"])
+    tencrop = {
+        w: report_of(y_test, private.pred[w + predictions.TEN_CROP])
+        for w in ("final", "best")
+        if w + predictions.TEN_CROP in private.pred
+    }
     predictions.save(scored, workdir / predictions.FILE)
     eval_seconds = time.perf_counter() - eval_start
 
@@ -221,4 +243,6 @@ def train(
         private_at_epochs={int(k): v for k, v in state.private_at_epochs.items()},
         files=files,
         checkpoint_note=checkpoint_note,
+        test_final_tencrop=tencrop.get("final"),
+        test_best_tencrop=tencrop.get("best"),
     )

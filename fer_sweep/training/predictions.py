@@ -22,8 +22,10 @@ key                           dtype      what
 
 Variants are named for the weights: ``final`` (the last epoch), ``best`` (the
 best-PublicTest epoch), ``final+tta`` and ``best+tta`` (each image averaged with its
-mirror), ``ensemble`` / ``ensemble+tta``. Rows are the CSV's data rows in file order (the
-header not counted), so two files scored the same images exactly when their rows agree.
+mirror), ``final+tencrop`` and ``best+tencrop`` (a network that sees a centre crop,
+averaged over the ten crops of torchvision's TenCrop), ``ensemble`` / ``ensemble+tta``.
+Rows are the CSV's data rows in file order (the header not counted), so two files scored
+the same images exactly when their rows agree.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ FORMAT = "fer-sweep predictions 1"
 FILE = "predictions.npz"
 ARTIFACT = f"evaluation/{FILE}"  # where a trial's (or an ensemble's) file lies in MLflow
 TEST_SPLITS = ("PublicTest", "PrivateTest")
-TTA = "+tta"
+TTA = "+tta"  # each image averaged with its mirror
+TEN_CROP = "+tencrop"  # a network that sees a centre crop: averaged over torchvision's TenCrop
 
 
 @dataclass
@@ -187,14 +190,44 @@ def paired(
 # --- scoring models ------------------------------------------------------------------------
 
 
-def probabilities(model, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
-    """Softmax outputs ``(n, 7)`` of ``model`` (a bare network) for raw images, averaged
-    with each image's left-right mirror if ``tta``: the one scoring path of trials,
-    reproduction runs and ensembles. One ``predict`` call (the mirrors ride along), since
-    every call with new shapes costs the backend a retrace."""
+def crop_views(images: np.ndarray, crop: int, views: int) -> list[np.ndarray]:
+    """``views`` (5 or 10) copies of ``images`` (n, 48, 48) shifted so that a network which
+    sees its centre ``crop`` sees torchvision's FiveCrop / TenCrop of each: the four corners
+    and the centre, then (ten) the same of the mirror. The shifts are whole pixels of at
+    most the crop's margin, so the window never reaches a wrapped-around pixel."""
+    from fer_sweep.model import crop_origin
+
+    size = images.shape[1]
+    origin = crop_origin(crop, size)
+    far = size - crop
+    corners = [(0, 0), (0, far), (far, 0), (far, far), (origin, origin)]
+    sources = [images] + ([images[:, :, ::-1]] if views == 10 else [])
+    return [
+        np.roll(source, (origin - top, origin - left), axis=(1, 2))
+        for source in sources
+        for top, left in corners
+    ]
+
+
+def probabilities(model, images: np.ndarray, *, tta: bool | str = False, crop: int = 0):
+    """Softmax outputs ``(n, 7)`` of ``model`` (a bare network) for raw images, averaged over
+    test-time views: with ``tta`` true (or ``"flip"``) each image and its left-right mirror;
+    ``"five_crop"`` / ``"ten_crop"`` the crops of :func:`crop_views` (a network that sees a
+    centre ``crop``). The one scoring path of trials, reproduction runs and ensembles. The
+    mirrors ride along in one ``predict`` call; crops are a call each, of the same shape, so
+    the backend traces the network once."""
     from fer_sweep.fer2013 import INPUT_SHAPE
 
     x = images.reshape(-1, *INPUT_SHAPE).astype("float32")
+    if tta in ("five_crop", "ten_crop"):
+        if not crop:
+            raise UserError(f"{tta} test-time averaging needs a network trained on crops")
+        views = crop_views(x[..., 0], crop, 5 if tta == "five_crop" else 10)
+        total = sum(
+            np.asarray(model.predict(v[..., None], batch_size=256, verbose=0), dtype="float64")
+            for v in views
+        )
+        return total / len(views)
     if tta:
         x = np.concatenate([x, x[:, :, ::-1]])
     probs = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype="float64")
@@ -209,18 +242,23 @@ def score_models(
     *,
     splits: Sequence[str] = TEST_SPLITS,
     tta: bool = False,
+    crop: int = 0,
 ) -> Predictions:
     """Predictions of each named model (a bare network, or a callable that returns one, so
-    weights can be swapped in between) on ``splits``; with ``tta`` also ``NAME+tta``. Each
-    model scores the splits' images together, in one call."""
+    weights can be swapped in between) on ``splits``; with ``tta`` also ``NAME+tta``, and for
+    a network that sees a centre ``crop`` also ``NAME+tencrop``. Each model scores the
+    splits' images together."""
     out = for_dataset(dataset, splits)
     images = [dataset.arrays(name)[0] for name in splits]
     ends = np.cumsum([len(x) for x in images])[:-1]
     together = np.concatenate(images)
+    views = (
+        [("", False)] + ([(TTA, True)] if tta else []) + ([(TEN_CROP, "ten_crop")] if crop else [])
+    )
     for variant, model in models.items():
         net = model() if callable(model) and not hasattr(model, "predict") else model
-        for suffix, flip in [("", False)] + ([(TTA, True)] if tta else []):
-            probs = np.split(probabilities(net, together, tta=flip), ends)
+        for suffix, how in views:
+            probs = np.split(probabilities(net, together, tta=how, crop=crop), ends)
             for name, p in zip(splits, probs, strict=True):
                 out.splits[name].add(variant + suffix, p)
     return out
